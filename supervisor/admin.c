@@ -1,0 +1,793 @@
+/*
+ * admin: the HTTP endpoint (SPEC section 6). See admin.h.
+ *
+ * libmicrohttpd runs without threads of its own, inside the master's libev loop: MHD keeps its
+ * sockets in one epoll set, whose fd we watch with an ev_io, and tells us through
+ * MHD_get_timeout() when it must run even without activity (connection timeouts); an ev_timer
+ * keeps that appointment. Every request is therefore answered on the loop thread, where reading
+ * the master's state needs no lock, and an answer is built from what the master already has:
+ * the latest snapshots in the metrics stores, the /proc samples of each worker. Nothing here
+ * waits on a worker, so a hung worker cannot slow a scrape, and a slow client costs only its
+ * own connection (bounded in number and in time).
+ *
+ * The listen socket is bound by us (listener_open, as every other drover socket) and handed to
+ * MHD, so a failed bind is reported like any other: "bind('ADDR') failed: ..." and exit 3.
+ *
+ * drover's own series (SPEC section 6) are described per scrape from the master's structures;
+ * drover_worker_* series are per slot, taken from the slot's newest process, so a slot whose
+ * worker is being replaced (old one draining, new one starting) still has one series, as the
+ * per-worker view of metrics.c does.
+ */
+#include "admin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "listener.h"
+#include "log.h"
+#include "logbuf.h"
+#include "master.h"
+#include "metrics.h"
+#include "prom.h"
+#include "shutdown.h"
+#include "worker.h"
+
+/* Concurrent connections and the idle time after which MHD drops one. */
+#define ADMIN_CONNECTIONS 64
+#define ADMIN_TIMEOUT_S 10
+/* Recent stderr lines per app shown as its last errors on /health/detailed. */
+#define ADMIN_LAST_ERRORS 5
+
+struct admin {
+    struct master *m;
+    struct MHD_Daemon *daemon;
+    struct listener l;
+    ev_io io_w;
+    ev_timer timer_w;
+};
+
+/* How long the last rendering of the page took (also for get_metrics, and without an admin
+ * endpoint at all), for drover_scrape_duration_seconds. One master per process. */
+static double admin_last_scrape_s;
+
+static double admin_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- drover's own series ---- */
+
+/* The families drover adds to the page, described with storage sized once per scrape. */
+struct own {
+    struct prom_family fams[24];
+    size_t n_fams;
+    struct prom_sample *samples;
+    size_t n_samples, cap_samples;
+    struct prom_label *labels;      /* two per sample at most */
+    char (*texts)[24];              /* numbers used as label values */
+    size_t n_texts;
+    double *counts;                 /* histogram counts */
+    size_t n_counts;
+};
+
+static void own_family(struct own *o, const char *name, enum prom_type type, const char *help)
+{
+    o->fams[o->n_fams++] = (struct prom_family){.name = name, .help = help, .type = type,
+                                                .samples = o->samples + o->n_samples};
+}
+
+/* A sample of the current family with up to two labels (name NULL = none). */
+static struct prom_sample *own_sample(struct own *o, double v, const char *k1, const char *v1,
+                                      const char *k2, const char *v2)
+{
+    struct prom_sample *s = &o->samples[o->n_samples];
+    struct prom_label *l = &o->labels[2 * o->n_samples];
+    o->n_samples++;
+    o->fams[o->n_fams - 1].n_samples++;
+    *s = (struct prom_sample){.pre = l, .value = v};
+    if (k1) {
+        l[s->n_pre++] = (struct prom_label){k1, v1};
+    }
+    if (k2) {
+        l[s->n_pre++] = (struct prom_label){k2, v2};
+    }
+    return s;
+}
+
+static const char *own_text(struct own *o, unsigned v)
+{
+    char *t = o->texts[o->n_texts++];
+    snprintf(t, sizeof o->texts[0], "%u", v);
+    return t;
+}
+
+static int worker_slot_cmp(const void *a, const void *b)
+{
+    const struct worker *x = *(struct worker *const *)a, *y = *(struct worker *const *)b;
+    if (x->slot != y->slot) {
+        return x->slot < y->slot ? -1 : 1;
+    }
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The newest live worker of each slot, sorted by slot, into out (app_live_count entries).
+ * Returns how many. */
+static size_t app_slot_workers(const struct app *app, struct worker **out)
+{
+    size_t n = app_collect_workers(app, out, app_live_count(app));
+    qsort(out, n, sizeof *out, worker_slot_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && out[i + 1]->slot == out[i]->slot) {
+            continue;
+        }
+        out[k++] = out[i];
+    }
+    return k;
+}
+
+/* 0 while running; 1..6 for initiated..complete once the supervisor's shutdown began. */
+static unsigned admin_shutdown_phase(const struct master *m)
+{
+    if (m->state != MASTER_STOPPING) {
+        return 0;
+    }
+    return (unsigned)(m->shutdown ? shutdown_phase(m->shutdown) : WIRE_PHASE_COMPLETE) + 1;
+}
+
+static const char *const worker_states[] = {"starting", "ready", "draining", "stopping",
+                                            "backoff"};
+
+static unsigned app_count_state(const struct app *app, size_t state)
+{
+    unsigned n = 0;
+    if (state == 4) {
+        for (unsigned i = 0; i < app->n_slots; i++) {
+            const struct slot *s = app->slots[i];
+            n += !s->worker && ev_is_active(&s->restart_w);
+        }
+        return n;
+    }
+    for (const struct worker *w = app->workers; w; w = w->next) {
+        n += strcmp(worker_state_to_string(w->state), worker_states[state]) == 0;
+    }
+    return n;
+}
+
+/* Describes drover's own families into o. Returns 0 or -ENOMEM. */
+static int own_build(struct master *m, struct own *o)
+{
+    size_t n_workers = 0;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        n_workers += app_live_count(m->apps[i]);
+    }
+    size_t per_app = 5 + WORKER_REASON_COUNT + 2 + 1 + 1 + METRICS_REFUSED_COUNT + 3;
+    o->cap_samples = m->n_apps * per_app + 4 * n_workers + 8;
+    o->samples = calloc(o->cap_samples, sizeof *o->samples);
+    o->labels = calloc(2 * o->cap_samples, sizeof *o->labels);
+    o->texts = calloc(n_workers + 1, sizeof *o->texts);
+    o->counts = calloc(m->n_apps * (APP_RELOAD_BUCKETS + 1) + 1, sizeof *o->counts);
+    struct worker **ws = calloc(n_workers + 1, sizeof *ws);
+    size_t *n_slot_workers = calloc(m->n_apps + 1, sizeof *n_slot_workers);
+    if (!o->samples || !o->labels || !o->texts || !o->counts || !ws || !n_slot_workers) {
+        free(ws);
+        free(n_slot_workers);
+        return -ENOMEM;
+    }
+    /* The per-slot worker lists of every app, one after the other in ws. */
+    size_t off = 0;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        n_slot_workers[i] = app_slot_workers(m->apps[i], ws + off);
+        off += n_slot_workers[i];
+    }
+    ev_tstamp now = ev_now(m->loop);
+
+    own_family(o, "drover_workers", PROM_GAUGE,
+               "Workers by state; backoff counts slots waiting to restart.");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        for (size_t s = 0; s < sizeof worker_states / sizeof worker_states[0]; s++) {
+            own_sample(o, app_count_state(m->apps[i], s), "app", m->apps[i]->name, "state",
+                       worker_states[s]);
+        }
+    }
+    own_family(o, "drover_worker_restarts_total", PROM_COUNTER,
+               "Workers restarted, by reason.");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        for (int r = 0; r < WORKER_REASON_COUNT; r++) {
+            own_sample(o, (double)m->apps[i]->restarts[r], "app", m->apps[i]->name, "reason",
+                       worker_reason_to_string((enum worker_reason)r));
+        }
+    }
+
+    /* Per slot: memory, CPU, generation, metrics age. */
+    static const struct {
+        const char *name;
+        enum prom_type type;
+        const char *help;
+    } per_worker[] = {
+        {"drover_worker_memory_bytes", PROM_GAUGE, "Resident memory of the slot's worker."},
+        {"drover_worker_cpu_seconds_total", PROM_COUNTER,
+         "CPU time (user + system) of the slot's worker process."},
+        {"drover_worker_generation", PROM_GAUGE, "Generation the slot's worker runs."},
+        {"drover_worker_metrics_age_seconds", PROM_GAUGE,
+         "Time since the slot's worker last sent a metrics snapshot."},
+    };
+    const char **slot_text = calloc(n_workers + 1, sizeof *slot_text);
+    if (!slot_text) {
+        free(ws);
+        free(n_slot_workers);
+        return -ENOMEM;
+    }
+    for (size_t f = 0; f < sizeof per_worker / sizeof per_worker[0]; f++) {
+        own_family(o, per_worker[f].name, per_worker[f].type, per_worker[f].help);
+        off = 0;
+        for (size_t i = 0; i < m->n_apps; i++) {
+            struct app *app = m->apps[i];
+            for (size_t k = 0; k < n_slot_workers[i]; k++, off++) {
+                const struct worker *w = ws[off];
+                if (!slot_text[off]) {
+                    slot_text[off] = own_text(o, w->slot);
+                }
+                double v = 0;
+                double at;
+                switch (f) {
+                case 0:
+                    v = (double)w->stat.rss_bytes;
+                    break;
+                case 1:
+                    v = (double)w->stat.cpu_ns / 1e9;
+                    break;
+                case 2:
+                    v = w->generation;
+                    break;
+                default:
+                    if (metrics_app_snapshot_time(app->metrics, w->id, &at) < 0) {
+                        continue;
+                    }
+                    v = now - at > 0 ? now - at : 0;
+                    break;
+                }
+                own_sample(o, v, "app", app->name, "worker", slot_text[off]);
+            }
+        }
+    }
+    free(slot_text);
+    free(ws);
+    free(n_slot_workers);
+
+    own_family(o, "drover_reloads_total", PROM_COUNTER,
+               "Config reloads by result: done, or failed (refused or rolled back).");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        own_sample(o, (double)m->apps[i]->reloads[0], "app", m->apps[i]->name, "result", "done");
+        own_sample(o, (double)m->apps[i]->reloads[1], "app", m->apps[i]->name, "result",
+                   "failed");
+    }
+    own_family(o, "drover_reload_duration_seconds", PROM_HISTOGRAM,
+               "Duration of config reloads, from request to the last slot replaced.");
+    o->fams[o->n_fams - 1].buckets = app_reload_buckets;
+    o->fams[o->n_fams - 1].n_buckets = APP_RELOAD_BUCKETS;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        const struct app *app = m->apps[i];
+        double *c = o->counts + o->n_counts;
+        o->n_counts += APP_RELOAD_BUCKETS + 1;
+        double acc = 0;
+        for (size_t b = 0; b <= APP_RELOAD_BUCKETS; b++) {
+            acc += (double)app->reload_hist[b];
+            c[b] = acc;
+        }
+        struct prom_sample *s = own_sample(o, 0, "app", app->name, NULL, NULL);
+        s->counts = c;
+        s->sum = app->reload_seconds;
+        s->count = acc;
+    }
+    own_family(o, "drover_log_lines_dropped_total", PROM_COUNTER,
+               "Worker output lines dropped because drover's log reader was behind.");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        own_sample(o, (double)m->apps[i]->log_dropped, "app", m->apps[i]->name, NULL, NULL);
+    }
+
+    /* What the metrics stores took, refused or keep apart (conflicts as of the page build
+     * that precedes this in admin_render_metrics). */
+    struct metrics_stats st;
+    own_family(o, "drover_metrics_snapshots_total", PROM_COUNTER,
+               "Worker metrics snapshots taken into the combined page.");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        metrics_app_stats(m->apps[i]->metrics, &st);
+        own_sample(o, (double)st.accepted, "app", m->apps[i]->name, NULL, NULL);
+    }
+    own_family(o, "drover_metrics_refused_total", PROM_COUNTER,
+               "Worker metrics snapshots refused whole, by reason (the previous one is kept).");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        metrics_app_stats(m->apps[i]->metrics, &st);
+        for (int r = 0; r < METRICS_REFUSED_COUNT; r++) {
+            own_sample(o, (double)st.refused[r], "app", m->apps[i]->name, "reason",
+                       metrics_refusal_to_string((enum metrics_refusal)r));
+        }
+    }
+    own_family(o, "drover_metrics_conflicts", PROM_GAUGE,
+               "Metric families left off the page because they disagree with the definition "
+               "in use (type, buckets, agg).");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        metrics_app_stats(m->apps[i]->metrics, &st);
+        own_sample(o, (double)st.conflicts, "app", m->apps[i]->name, NULL, NULL);
+    }
+    own_family(o, "drover_metrics_series", PROM_GAUGE,
+               "Distinct series of the app's workers on the page, retired totals included.");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        metrics_app_stats(m->apps[i]->metrics, &st);
+        own_sample(o, (double)st.series, "app", m->apps[i]->name, NULL, NULL);
+    }
+
+    own_family(o, "drover_shutdown_phase", PROM_GAUGE,
+               "Shutdown phase: 0 running, 1 initiated, 2 drain, 3 save, 4 close, 5 cleanup, "
+               "6 complete.");
+    own_sample(o, admin_shutdown_phase(m), NULL, NULL, NULL, NULL);
+    own_family(o, "drover_scrape_duration_seconds", PROM_GAUGE,
+               "Time the previous rendering of this page took.");
+    own_sample(o, admin_last_scrape_s, NULL, NULL, NULL, NULL);
+    own_family(o, "drover_uptime_seconds", PROM_GAUGE, "Time since drover started.");
+    own_sample(o, now - m->started_at, NULL, NULL, NULL, NULL);
+    own_family(o, "drover_log_records_dropped_total", PROM_COUNTER,
+               "drover's own log records dropped because the log reader was behind.");
+    own_sample(o, (double)log_dropped_total(), NULL, NULL, NULL, NULL);
+    own_family(o, "drover_build_info", PROM_GAUGE, "drover's version; always 1.");
+    own_sample(o, 1, "version", DROVER_VERSION, NULL, NULL);
+    return 0;
+}
+
+static void own_done(struct own *o)
+{
+    free(o->samples);
+    free(o->labels);
+    free(o->texts);
+    free(o->counts);
+}
+
+int admin_render_metrics(struct master *m, const char *format, char **ret_body, size_t *ret_len)
+{
+    bool json = format && strcmp(format, "json") == 0;
+    if (!json && format && strcmp(format, "text") != 0) {
+        return -EINVAL;
+    }
+    double started = admin_clock();
+    struct metrics_app **stores = calloc(m->n_apps + 1, sizeof *stores);
+    struct metrics_page page = {0};
+    struct own own = {0};
+    struct prom_family *all = NULL;
+    struct prom_buf b;
+    int r = -ENOMEM;
+
+    prom_buf_init(&b);
+    if (!stores) {
+        goto out;
+    }
+    for (size_t i = 0; i < m->n_apps; i++) {
+        stores[i] = m->apps[i]->metrics;
+        metrics_app_set_per_worker(stores[i], m->apps[i]->cfg->metrics_per_worker);
+    }
+    r = metrics_page_build(stores, m->n_apps, &page);
+    if (r < 0) {
+        goto out;
+    }
+    r = own_build(m, &own);
+    if (r < 0) {
+        goto out;
+    }
+    /* One list, so that the JSON document is one array; workers cannot use drover_ names. */
+    r = -ENOMEM;
+    all = calloc(page.n_families + own.n_fams, sizeof *all);
+    if (!all) {
+        goto out;
+    }
+    memcpy(all, page.families, sizeof *all * page.n_families);
+    memcpy(all + page.n_families, own.fams, sizeof *all * own.n_fams);
+    size_t n = page.n_families + own.n_fams;
+    r = json ? prom_format_json(&b, all, n) : prom_format_text(&b, all, n);
+    if (r == 0) {
+        r = prom_buf_take(&b, ret_body, ret_len);
+    }
+out:
+    prom_buf_done(&b);
+    free(all);
+    own_done(&own);
+    metrics_page_done(&page);
+    free(stores);
+    admin_last_scrape_s = admin_clock() - started;
+    return r;
+}
+
+/* ---- /health/detailed ---- */
+
+static double admin_round(double v, double unit)
+{
+    return round(v / unit) * unit;
+}
+
+/* A JSON string from bytes that may not be UTF-8 (worker output): invalid bytes become '?'. */
+static json_t *admin_text(const char *text, size_t len)
+{
+    json_t *s = json_stringn(text, len);
+    if (s) {
+        return s;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        copy[i] = c >= 0x80 || c == 0 ? '?' : (char)c;
+    }
+    s = json_stringn(copy, len);
+    free(copy);
+    return s;
+}
+
+struct last_errors {
+    struct logbuf_line lines[ADMIN_LAST_ERRORS];
+    size_t n;       /* stderr lines seen; the last ADMIN_LAST_ERRORS are kept, as a ring */
+};
+
+static void admin_collect_error(const struct logbuf_line *line, void *data)
+{
+    struct last_errors *e = data;
+    if (line->is_stderr) {
+        e->lines[e->n++ % ADMIN_LAST_ERRORS] = *line;
+    }
+}
+
+static json_t *admin_last_errors(const struct app *app)
+{
+    struct last_errors e = {0};
+    json_t *out = json_array();
+    logbuf_foreach_last(app->logbuf, -1, admin_collect_error, &e);
+    size_t k = e.n < ADMIN_LAST_ERRORS ? e.n : ADMIN_LAST_ERRORS;
+    for (size_t i = 0; out && i < k; i++) {
+        const struct logbuf_line *l = &e.lines[(e.n - k + i) % ADMIN_LAST_ERRORS];
+        json_t *o = json_pack("{s:f, s:i, s:i, s:o*}", "ts", admin_round(l->ts, 0.001), "slot",
+                              l->slot, "pid", (int)l->pid, "text", admin_text(l->text, l->len));
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
+static json_t *admin_worker_json(const struct app *app, const struct worker *w, ev_tstamp now)
+{
+    const struct slot *s = w->slot < app->n_slots ? app->slots[w->slot] : NULL;
+    json_t *o = json_pack("{s:I, s:I, s:s, s:I, s:f, s:I, s:I, s:f}", "slot", (json_int_t)w->slot,
+                          "pid", (json_int_t)w->pid, "state", worker_state_to_string(w->state),
+                          "generation", (json_int_t)w->generation, "uptime_s",
+                          admin_round(now - w->started_at, 0.001), "restarts",
+                          (json_int_t)(s ? s->restarts : 0), "rss_bytes",
+                          (json_int_t)w->stat.rss_bytes, "cpu_percent",
+                          admin_round(w->cpu_percent, 0.01));
+    if (o && w->status_text) {
+        json_object_set_new(o, "status", json_string(w->status_text));
+    }
+    return o;
+}
+
+static int worker_row_cmp(const void *a, const void *b)
+{
+    const struct worker *x = *(struct worker *const *)a, *y = *(struct worker *const *)b;
+    if (x->slot != y->slot) {
+        return x->slot < y->slot ? -1 : 1;
+    }
+    if (x->generation != y->generation) {
+        return x->generation < y->generation ? -1 : 1;
+    }
+    return (x->started_at > y->started_at) - (x->started_at < y->started_at);
+}
+
+static json_t *admin_app_json(struct app *app, ev_tstamp now)
+{
+    size_t n = app_live_count(app);
+    struct worker **ws = calloc(n + 1, sizeof *ws);
+    json_t *workers = json_array();
+    json_t *restarts = json_object();
+    json_t *o = NULL;
+    if (!ws || !workers || !restarts) {
+        goto out;
+    }
+    app_collect_workers(app, ws, n);
+    qsort(ws, n, sizeof *ws, worker_row_cmp);
+    /* Live workers and slots waiting out a backoff delay, by slot, as droverctl status. */
+    size_t k = 0;
+    for (unsigned slot = 0; slot < app->n_slots || k < n; slot++) {
+        while (k < n && ws[k]->slot == slot) {
+            json_array_append_new(workers, admin_worker_json(app, ws[k++], now));
+        }
+        const struct slot *s = slot < app->n_slots ? app->slots[slot] : NULL;
+        if (s && !s->worker && ev_is_active(&s->restart_w)) {
+            double in = ev_timer_remaining(app->m->loop, (ev_timer *)&s->restart_w);
+            json_array_append_new(
+                workers, json_pack("{s:I, s:i, s:s, s:I, s:f, s:I, s:I, s:f, s:f}", "slot",
+                                   (json_int_t)slot, "pid", 0, "state", "backoff", "generation",
+                                   (json_int_t)app->generation, "uptime_s", 0.0, "restarts",
+                                   (json_int_t)s->restarts, "rss_bytes", (json_int_t)0,
+                                   "cpu_percent", 0.0, "restart_in_s",
+                                   admin_round(in > 0 ? in : 0, 0.001)));
+        }
+    }
+    for (int r = 0; r < WORKER_REASON_COUNT; r++) {
+        json_object_set_new(restarts, worker_reason_to_string((enum worker_reason)r),
+                            json_integer((json_int_t)app->restarts[r]));
+    }
+    struct metrics_stats st;
+    metrics_app_stats(app->metrics, &st);
+    o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:O, s:I, s:{s:I, s:I}, s:{s:I, s:I, s:I}, s:o*, "
+                  "s:O}",
+                  "name", app->name, "state", app_state_to_string(app->state), "generation",
+                  (json_int_t)app->generation, "wanted", (json_int_t)app->n_slots, "ready",
+                  (json_int_t)app_ready_count(app), "restarts", restarts, "log_dropped",
+                  (json_int_t)app->log_dropped, "reloads", "done", (json_int_t)app->reloads[0],
+                  "failed", (json_int_t)app->reloads[1], "metrics", "series",
+                  (json_int_t)st.series, "conflicts", (json_int_t)st.conflicts, "refused",
+                  (json_int_t)(st.refused[0] + st.refused[1] + st.refused[2]), "last_errors",
+                  admin_last_errors(app), "workers", workers);
+out:
+    json_decref(workers);
+    json_decref(restarts);
+    free(ws);
+    return o;
+}
+
+/*
+ * The /health/detailed document: the control socket's status reply (SPEC section 7, same
+ * "apps" schema) plus readiness, the shutdown phase, and per app its reloads, metrics store and
+ * recent stderr lines. Returns a new reference or NULL when out of memory.
+ */
+static json_t *admin_status_json(struct master *m)
+{
+    ev_tstamp now = ev_now(m->loop);
+    json_t *apps = json_array();
+    for (size_t i = 0; apps && i < m->n_apps; i++) {
+        if (json_array_append_new(apps, admin_app_json(m->apps[i], now)) < 0) {
+            json_decref(apps);
+            apps = NULL;
+        }
+    }
+    if (!apps) {
+        return NULL;
+    }
+    unsigned phase = admin_shutdown_phase(m);
+    return json_pack("{s:b, s:I, s:s, s:s, s:b, s:s*, s:f, s:o}", "ok", 1, "pid",
+                     (json_int_t)getpid(), "version", DROVER_VERSION, "state",
+                     m->state == MASTER_STOPPING ? "stopping" : "running", "ready",
+                     master_is_ready(m), "shutdown_phase",
+                     phase ? wire_phase_to_string((enum wire_phase)(phase - 1)) : NULL,
+                     "uptime_s", admin_round(now - m->started_at, 0.001), "apps", apps);
+}
+
+/* ---- HTTP ---- */
+
+static enum MHD_Result admin_reply(struct MHD_Connection *c, unsigned status, const char *type,
+                                   char *body, size_t len, bool owned)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        if (owned) {
+            free(body);
+        }
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    }
+    enum MHD_Result r = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result admin_text_reply(struct MHD_Connection *c, unsigned status,
+                                        const char *text)
+{
+    return admin_reply(c, status, "text/plain; charset=utf-8", (char *)text, strlen(text), false);
+}
+
+static enum MHD_Result admin_on_metrics(struct admin *a, struct MHD_Connection *c, bool json)
+{
+    char *body = NULL;
+    size_t len = 0;
+    int r = admin_render_metrics(a->m, json ? "json" : "text", &body, &len);
+    if (r < 0) {
+        log_warn("admin: rendering /metrics failed: %s", strerror(-r));
+        return admin_text_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    return admin_reply(c, MHD_HTTP_OK,
+                       json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",
+                       body, len, true);
+}
+
+static enum MHD_Result admin_on_ready(struct admin *a, struct MHD_Connection *c)
+{
+    struct master *m = a->m;
+    if (master_is_ready(m)) {
+        return admin_text_reply(c, MHD_HTTP_OK, "ready\n");
+    }
+    char why[512] = "not ready: starting\n";
+    if (m->state == MASTER_STOPPING) {
+        snprintf(why, sizeof why, "not ready: shutting down\n");
+    }
+    for (size_t i = 0; m->state == MASTER_RUNNING && i < m->n_apps; i++) {
+        const struct app *app = m->apps[i];
+        if (app->state != APP_STOPPED && app_ready_count(app) == 0) {
+            snprintf(why, sizeof why, "not ready: app '%s' has no ready worker\n", app->name);
+            break;
+        }
+    }
+    char *body = strdup(why);
+    if (!body) {
+        return MHD_NO;
+    }
+    return admin_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", body,
+                       strlen(body), true);
+}
+
+static enum MHD_Result admin_on_detailed(struct admin *a, struct MHD_Connection *c)
+{
+    json_t *doc = admin_status_json(a->m);
+    char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!body) {
+        return admin_text_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    return admin_reply(c, MHD_HTTP_OK, "application/json", body, strlen(body), true);
+}
+
+static enum MHD_Result admin_on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                        const char *method, const char *version,
+                                        const char *upload_data, size_t *upload_data_size,
+                                        void **con_cls)
+{
+    struct admin *a = cls;
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+        return admin_text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        return admin_on_metrics(a, c, false);
+    }
+    if (strcmp(url, "/metrics/json") == 0) {
+        return admin_on_metrics(a, c, true);
+    }
+    if (strcmp(url, "/health") == 0 || strcmp(url, "/health/live") == 0) {
+        return admin_text_reply(c, MHD_HTTP_OK, "ok\n");
+    }
+    if (strcmp(url, "/health/ready") == 0) {
+        return admin_on_ready(a, c);
+    }
+    if (strcmp(url, "/health/detailed") == 0) {
+        return admin_on_detailed(a, c);
+    }
+    return admin_text_reply(c, MHD_HTTP_NOT_FOUND,
+                            "not found; try /metrics, /metrics/json, /health, /health/live, "
+                            "/health/ready, /health/detailed\n");
+}
+
+/* MHD's own complaints (a connection it had to drop) go to our log. */
+static void admin_on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) {
+        msg[--len] = '\0';
+    }
+    log_warn("admin: %s", msg);
+}
+
+/* ---- the loop ---- */
+
+/* MHD's next appointment: run again within its timeout even if no socket stirs. */
+static void admin_rearm(struct admin *a)
+{
+    struct ev_loop *loop = a->m->loop;
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    ev_timer_stop(loop, &a->timer_w);
+    if (MHD_get_timeout(a->daemon, &ms) == MHD_YES) {
+        ev_timer_set(&a->timer_w, (double)ms / 1000.0, 0.);
+        ev_timer_start(loop, &a->timer_w);
+    }
+}
+
+static void admin_on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct admin *a = io->data;
+    MHD_run(a->daemon);
+    admin_rearm(a);
+}
+
+static void admin_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct admin *a = t->data;
+    MHD_run(a->daemon);
+    admin_rearm(a);
+}
+
+int admin_open(struct master *m, struct admin **ret)
+{
+    const struct address *addr = &m->cfg->admin;
+    int r;
+
+    *ret = NULL;
+    if (!m->cfg->admin_listen) {
+        return 0;
+    }
+    struct admin *a = calloc(1, sizeof *a);
+    if (!a) {
+        return -ENOMEM;
+    }
+    a->m = m;
+    a->l.fd = -1;
+    r = listener_open(&a->l, addr);
+    if (r < 0) {
+        log_error("bind('%s') failed: %s", addr->text, strerror(-r));
+        goto out;
+    }
+    int flags = fcntl(a->l.fd, F_GETFL);
+    if (flags == -1 || fcntl(a->l.fd, F_SETFL, flags | O_NONBLOCK) == -1) {
+        r = -errno;
+        log_error("fcntl('%s', O_NONBLOCK) failed: %s", addr->text, strerror(-r));
+        goto out;
+    }
+    a->daemon = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, admin_on_request, a,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->l.fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)ADMIN_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
+        MHD_OPTION_EXTERNAL_LOGGER, admin_on_mhd_log, a, MHD_OPTION_END);
+    if (!a->daemon) {
+        r = errno ? -errno : -EIO;
+        log_error("starting the HTTP server on '%s' failed (libmicrohttpd with epoll): %s",
+                  addr->text, strerror(-r));
+        goto out;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info) {
+        r = -EIO;
+        log_error("libmicrohttpd gave no epoll fd for '%s'", addr->text);
+        goto out;
+    }
+    ev_io_init(&a->io_w, admin_on_io, info->epoll_fd, EV_READ);
+    a->io_w.data = a;
+    ev_io_start(m->loop, &a->io_w);
+    ev_init(&a->timer_w, admin_on_timer);
+    a->timer_w.data = a;
+    admin_rearm(a);
+    log_info("admin endpoint on http://%s/ (/metrics, /health)", addr->text);
+    *ret = a;
+    a = NULL;
+    r = 0;
+out:
+    admin_close(a);
+    return r;
+}
+
+void admin_close(struct admin *a)
+{
+    if (!a) {
+        return;
+    }
+    if (a->daemon) {
+        ev_io_stop(a->m->loop, &a->io_w);
+        ev_timer_stop(a->m->loop, &a->timer_w);
+        /* MHD closes the listen socket it was given; only the unix socket's file is ours. */
+        MHD_stop_daemon(a->daemon);
+        a->l.fd = -1;
+    }
+    listener_close(&a->l);
+    free(a);
+}

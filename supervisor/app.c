@@ -1,0 +1,644 @@
+/*
+ * app: one [app:NAME], its slots and the restart policy. See app.h.
+ */
+#include "app.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "logbuf.h"
+#include "metrics.h"
+#include "reload.h"
+#include "master.h"
+#include "shutdown.h"
+
+const double app_reload_buckets[APP_RELOAD_BUCKETS] = {0.5, 1, 2.5, 5, 10, 30, 60, 120};
+
+void app_observe_reload(struct app *app, double seconds)
+{
+    size_t i = 0;
+    while (i < APP_RELOAD_BUCKETS && seconds > app_reload_buckets[i]) {
+        i++;
+    }
+    app->reload_hist[i]++;
+    app->reload_seconds += seconds;
+}
+
+const char *app_state_to_string(enum app_state state)
+{
+    switch (state) {
+    case APP_RUNNING:
+        return "running";
+    case APP_RELOADING:
+        return "reloading";
+    case APP_STOPPING:
+        return "stopping";
+    case APP_STOPPED:
+        return "stopped";
+    case APP_ERRORED:
+        return "errored";
+    }
+    return "unknown";
+}
+
+static struct log_origin app_origin(const struct app *app, int slot)
+{
+    return (struct log_origin){app->name, slot, 0};
+}
+
+unsigned app_ready_count(const struct app *app)
+{
+    unsigned n = 0;
+    for (const struct worker *w = app->workers; w; w = w->next) {
+        n += w->state == WORKER_READY;
+    }
+    return n;
+}
+
+unsigned app_live_count(const struct app *app)
+{
+    unsigned n = 0;
+    for (const struct worker *w = app->workers; w; w = w->next) {
+        n++;
+    }
+    return n;
+}
+
+struct worker *app_worker_by_pid(const struct app *app, pid_t pid)
+{
+    for (struct worker *w = app->workers; w; w = w->next) {
+        if (w->pid == pid) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+static void app_link(struct app *app, struct worker *w)
+{
+    w->next = app->workers;
+    app->workers = w;
+}
+
+static void app_unlink(struct app *app, struct worker *w)
+{
+    for (struct worker **p = &app->workers; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            w->next = NULL;
+            return;
+        }
+    }
+}
+
+static void slot_schedule(struct slot *s, uint64_t delay_ms);
+
+/* Starts the slot's worker of the app's current generation; on failure retries later. */
+static void slot_spawn(struct slot *s)
+{
+    struct app *app = s->app;
+    struct worker *w = NULL;
+    if (worker_start(app, s->id, app->generation, &w) < 0) {
+        /* Out of fds or memory: a condition that may pass. Retry on the backoff schedule. */
+        struct backoff_policy p = {app->cfg->restart_delay_ms, app->cfg->restart_delay_max_ms,
+                                   app->cfg->min_uptime_ms};
+        slot_schedule(s, backoff_next(&s->backoff, &p, 0, (uint32_t)random()));
+        return;
+    }
+    app_link(app, w);
+    s->worker = w;
+}
+
+static void slot_on_restart_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct slot *s = t->data;
+    if (s->app->state == APP_RUNNING || s->app->state == APP_RELOADING ||
+        s->app->state == APP_ERRORED) {
+        slot_spawn(s);
+        master_on_app_changed(s->app->m, s->app);
+    }
+}
+
+static void slot_schedule(struct slot *s, uint64_t delay_ms)
+{
+    struct ev_loop *loop = s->app->m->loop;
+    ev_timer_stop(loop, &s->restart_w);
+    ev_timer_set(&s->restart_w, (double)delay_ms / 1000.0, 0.);
+    ev_timer_start(loop, &s->restart_w);
+}
+
+static struct slot *slot_new(struct app *app, unsigned id)
+{
+    struct slot *s = calloc(1, sizeof *s);
+    if (!s) {
+        return NULL;
+    }
+    s->app = app;
+    s->id = id;
+    backoff_init(&s->backoff);
+    ev_init(&s->restart_w, slot_on_restart_timer);
+    s->restart_w.data = s;
+    return s;
+}
+
+static void slot_free(struct slot *s)
+{
+    if (!s) {
+        return;
+    }
+    ev_timer_stop(s->app->m->loop, &s->restart_w);
+    free(s);
+}
+
+/* ---- stats ---- */
+
+/*
+ * max_memory (SPEC section 5, "Memory"): a serving worker over the limit is replaced gracefully,
+ * its successor ready first, one replacement per app at a time. A worker that crosses the limit
+ * before min_uptime would only be replaced by another that does the same; it is killed instead
+ * and its slot backs off like a crash loop.
+ */
+static void app_check_memory(struct app *app, struct worker *w)
+{
+    const struct config_app *cfg = w->cfg;
+    if (cfg->max_memory == 0 || w->stat.rss_bytes <= cfg->max_memory || w->retire ||
+        w->over_memory || app->state != APP_RUNNING) {
+        return;
+    }
+    struct slot *s = w->slot < app->n_slots ? app->slots[w->slot] : NULL;
+    if (!s || s->worker != w) {
+        return;
+    }
+    double uptime = ev_now(app->m->loop) - w->started_at;
+    json_t *f = json_pack("{s:I, s:I}", "rss_bytes", (json_int_t)w->stat.rss_bytes, "max_memory",
+                          (json_int_t)cfg->max_memory);
+    if (uptime * 1000.0 < (double)cfg->min_uptime_ms) {
+        w->over_memory = true;
+        log_record(LOG_WARN, (struct log_origin){app->name, (int)w->slot, w->pid}, f,
+                   "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes) %.1f s after start;"
+                   " killing it and backing off",
+                   w->stat.rss_bytes, cfg->max_memory, uptime);
+        worker_kill(w);
+        return;
+    }
+    if (app->reload) {
+        json_decref(f);
+        return; /* one replacement at a time; checked again next interval */
+    }
+    w->over_memory = true;
+    log_record(LOG_WARN, (struct log_origin){app->name, (int)w->slot, w->pid}, f,
+               "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes); replacing it",
+               w->stat.rss_bytes, cfg->max_memory);
+    unsigned slot = w->slot;
+    int r = reload_start(app, NULL, NULL, &slot, 1, WORKER_REASON_MEMORY, NULL, NULL, NULL);
+    if (r < 0) {
+        w->over_memory = false;
+    }
+}
+
+static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct app *app = t->data;
+    ev_tstamp now = ev_now(loop);
+    struct worker *next;
+    for (struct worker *w = app->workers; w; w = next) {
+        next = w->next;
+        if (worker_sample(w, now) == 0 && w->state == WORKER_READY) {
+            app_check_memory(app, w);
+        }
+    }
+}
+
+/* ---- lifecycle ---- */
+
+/* user = NAME: resolved once at creation, so a typo fails the start, not every spawn. */
+static int app_resolve_user(struct app *app)
+{
+    const struct config_app *cfg = app->cfg;
+    if (!cfg->user) {
+        return 0;
+    }
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        log_record(LOG_ERROR, app_origin(app, -1), NULL, "user '%s' does not exist", cfg->user);
+        return -ESRCH;
+    }
+    gid_t gid = pw->pw_gid;
+    if (cfg->group) {
+        struct group *gr = getgrnam(cfg->group);
+        if (!gr) {
+            log_record(LOG_ERROR, app_origin(app, -1), NULL, "group '%s' does not exist",
+                       cfg->group);
+            return -ESRCH;
+        }
+        gid = gr->gr_gid;
+    }
+    if (geteuid() != 0) {
+        if (pw->pw_uid == geteuid()) {
+            return 0; /* already that user: nothing to drop */
+        }
+        log_record(LOG_ERROR, app_origin(app, -1), NULL,
+                   "user = %s needs drover to be started as root", cfg->user);
+        return -EPERM;
+    }
+    int n = 32;
+    gid_t *groups = NULL;
+    for (;;) {
+        gid_t *g = realloc(groups, sizeof *g * (size_t)n);
+        if (!g) {
+            free(groups);
+            return -ENOMEM;
+        }
+        groups = g;
+        int want = n;
+        if (getgrouplist(pw->pw_name, gid, groups, &want) != -1) {
+            n = want;
+            break;
+        }
+        n = want > n ? want : n * 2;
+    }
+    app->set_ids = true;
+    app->uid = pw->pw_uid;
+    app->gid = gid;
+    app->groups = groups;
+    app->n_groups = n;
+    return 0;
+}
+
+const struct listener *app_listener_find(const struct app *app, const struct address *addr)
+{
+    for (size_t i = 0; i < app->n_listeners; i++) {
+        if (strcmp(app->listeners[i].addr.text, addr->text) == 0) {
+            return &app->listeners[i];
+        }
+    }
+    return NULL;
+}
+
+int app_listeners_add(struct app *app, const struct config_app *cfg,
+                      const struct address **ret_failed)
+{
+    size_t before = app->n_listeners;
+    struct listener *grown = realloc(app->listeners,
+                                     sizeof *grown * (app->n_listeners + cfg->n_listen + 1));
+    if (!grown) {
+        return -ENOMEM;
+    }
+    app->listeners = grown;
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        if (app_listener_find(app, &cfg->listen[i])) {
+            continue;
+        }
+        int r = listener_open(&app->listeners[app->n_listeners], &cfg->listen[i]);
+        if (r < 0) {
+            while (app->n_listeners > before) {
+                listener_close(&app->listeners[--app->n_listeners]);
+            }
+            if (ret_failed) {
+                *ret_failed = &cfg->listen[i];
+            }
+            return r;
+        }
+        app->n_listeners++;
+    }
+    return 0;
+}
+
+static bool app_config_uses(const struct config_app *cfg, const struct address *addr)
+{
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        if (strcmp(cfg->listen[i].text, addr->text) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void app_listeners_prune(struct app *app)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < app->n_listeners; i++) {
+        struct listener *l = &app->listeners[i];
+        bool used = app_config_uses(app->cfg, &l->addr);
+        for (struct worker *w = app->workers; w && !used; w = w->next) {
+            used = app_config_uses(w->cfg, &l->addr);
+        }
+        if (used) {
+            app->listeners[keep++] = *l;
+        } else {
+            log_record(LOG_INFO, app_origin(app, -1), NULL, "closing listen address %s",
+                       l->addr.text);
+            listener_close(l);
+        }
+    }
+    app->n_listeners = keep;
+}
+
+void app_set_config(struct app *app, struct config *owner, const struct config_app *cfg)
+{
+    config_ref(owner);
+    config_unref(app->cfg_owner);
+    app->cfg_owner = owner;
+    app->cfg = cfg;
+    /* The sampling interval may have changed. */
+    if (ev_is_active(&app->stats_w)) {
+        double every = (double)cfg->memory_check_interval_ms / 1000.0;
+        ev_timer_stop(app->m->loop, &app->stats_w);
+        ev_timer_set(&app->stats_w, every, every);
+        ev_timer_start(app->m->loop, &app->stats_w);
+    }
+}
+
+int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret)
+{
+    struct worker *w = NULL;
+    int r = worker_start(app, slot, app->generation, &w);
+    if (r < 0) {
+        return r;
+    }
+    app_link(app, w);
+    *ret = w;
+    return 0;
+}
+
+int app_new(struct master *m, struct config *owner, const struct config_app *cfg,
+            struct app **ret, const struct address **ret_failed)
+{
+    int r = -ENOMEM;
+    struct app *app = calloc(1, sizeof *app);
+    if (!app) {
+        return -ENOMEM;
+    }
+    app->m = m;
+    app->cfg = cfg;
+    app->cfg_owner = config_ref(owner);
+    app->generation = 1;
+    app->state = APP_STOPPED;
+    app->name = strdup(cfg->name);
+    app->state_dir = strdup(m->state_dir);
+    app->slots = calloc(cfg->workers, sizeof *app->slots);
+    if (!app->name || !app->state_dir || !app->slots) {
+        goto out;
+    }
+    /* Enough to see why a worker died, small enough for hundreds of apps. */
+    r = logbuf_new(1000, 1024 * 1024, &app->logbuf);
+    if (r < 0) {
+        goto out;
+    }
+    r = metrics_app_new(app->name, &app->metrics);
+    if (r < 0) {
+        goto out;
+    }
+    r = -ENOMEM;
+    app->n_slots = cfg->workers;
+    for (unsigned i = 0; i < app->n_slots; i++) {
+        if (!(app->slots[i] = slot_new(app, i))) {
+            goto out;
+        }
+    }
+    r = app_listeners_add(app, cfg, ret_failed);
+    if (r < 0) {
+        goto out;
+    }
+    r = app_resolve_user(app);
+    if (r < 0) {
+        goto out;
+    }
+    ev_init(&app->stats_w, app_on_stats_timer);
+    app->stats_w.data = app;
+    *ret = app;
+    app = NULL;
+    r = 0;
+out:
+    app_free(app);
+    return r;
+}
+
+void app_start(struct app *app)
+{
+    struct ev_loop *loop = app->m->loop;
+    app->state = APP_RUNNING;
+    for (unsigned i = 0; i < app->n_slots; i++) {
+        struct slot *s = app->slots[i];
+        backoff_init(&s->backoff);
+        if (!s->worker) {
+            slot_spawn(s);
+        }
+    }
+    double every = (double)app->cfg->memory_check_interval_ms / 1000.0;
+    ev_timer_set(&app->stats_w, every, every);
+    ev_timer_start(loop, &app->stats_w);
+}
+
+void app_halt(struct app *app)
+{
+    struct ev_loop *loop = app->m->loop;
+    if (app->reload) {
+        reload_abort(app->reload, "the app is stopping");
+    }
+    if (app->state != APP_STOPPED) {
+        app->state = APP_STOPPING;
+    }
+    for (unsigned i = 0; i < app->n_slots; i++) {
+        ev_timer_stop(loop, &app->slots[i]->restart_w);
+    }
+}
+
+size_t app_collect_workers(const struct app *app, struct worker **out, size_t max)
+{
+    size_t n = 0;
+    for (struct worker *w = app->workers; w; w = w->next) {
+        if (n < max) {
+            out[n] = w;
+        }
+        n++;
+    }
+    return n;
+}
+
+int app_stop(struct app *app)
+{
+    if (app->state == APP_STOPPED || app->state == APP_STOPPING) {
+        return 0;
+    }
+    app_halt(app);
+    if (!app->workers) {
+        app->state = APP_STOPPED;
+        master_on_app_stopped(app->m, app);
+        return 0;
+    }
+    size_t n = app_live_count(app);
+    struct worker **ws = calloc(n, sizeof *ws);
+    if (!ws) {
+        return -ENOMEM;
+    }
+    app_collect_workers(app, ws, n);
+    struct shutdown_timeouts t;
+    shutdown_timeouts_from_config(&t, app->m, app->m->cfg->shutdown_timeout_ms);
+    int r = shutdown_start(app->m, app, ws, n, &t, NULL, NULL, NULL, NULL);
+    free(ws);
+    return r;
+}
+
+void app_kill(struct app *app)
+{
+    for (struct worker *w = app->workers; w; w = w->next) {
+        w->stop_requested = true;
+        worker_kill(w);
+    }
+}
+
+void app_free(struct app *app)
+{
+    if (!app) {
+        return;
+    }
+    if (app->m && app->m->loop) {
+        ev_timer_stop(app->m->loop, &app->stats_w);
+    }
+    for (size_t i = 0; i < app->n_listeners; i++) {
+        listener_close(&app->listeners[i]);
+    }
+    if (app->slots) {
+        for (unsigned i = 0; i < app->n_slots; i++) {
+            slot_free(app->slots[i]);
+        }
+    }
+    logbuf_free(app->logbuf);
+    metrics_app_free(app->metrics);
+    free(app->slots);
+    free(app->listeners);
+    free(app->groups);
+    free(app->state_dir);
+    free(app->name);
+    config_unref(app->cfg_owner);
+    free(app);
+}
+
+int app_slots_resize(struct app *app, unsigned n)
+{
+    struct ev_loop *loop = app->m->loop;
+    if (n > app->n_slots) {
+        struct slot **slots = realloc(app->slots, sizeof *slots * n);
+        if (!slots) {
+            return -ENOMEM;
+        }
+        app->slots = slots;
+        for (unsigned i = app->n_slots; i < n; i++) {
+            if (!(slots[i] = slot_new(app, i))) {
+                return -ENOMEM;
+            }
+            app->n_slots = i + 1;
+        }
+        return 0;
+    }
+    for (unsigned i = n; i < app->n_slots; i++) {
+        ev_timer_stop(loop, &app->slots[i]->restart_w);
+        slot_free(app->slots[i]);
+        app->slots[i] = NULL;
+    }
+    app->n_slots = n;
+    return 0;
+}
+
+int app_scale_to(struct app *app, unsigned n)
+{
+    unsigned old = app->n_slots;
+    if (n == old) {
+        return 0;
+    }
+    if (n > old) {
+        int r = app_slots_resize(app, n);
+        if (app->state == APP_RUNNING || app->state == APP_RELOADING) {
+            for (unsigned i = old; i < app->n_slots; i++) {
+                slot_spawn(app->slots[i]);
+            }
+        }
+        log_record(LOG_INFO, app_origin(app, -1), NULL, "scaled up from %u to %u workers", old,
+                   app->n_slots);
+        return r;
+    }
+    /* Scale down from the top: the highest slots leave through the phases. Their workers stay
+     * on the app's list until they exit; their slot is gone, so nothing restarts them. */
+    for (unsigned i = n; i < old; i++) {
+        struct slot *s = app->slots[i];
+        if (s->worker) {
+            (void)shutdown_retire(s->worker, app->cfg->kill_timeout_ms);
+        }
+    }
+    app_slots_resize(app, n);
+    log_record(LOG_INFO, app_origin(app, -1), NULL, "scaled down from %u to %u workers", old, n);
+    return 0;
+}
+
+void app_on_worker_ready(struct app *app, struct worker *w)
+{
+    if (app->reload) {
+        (void)reload_on_worker_ready(app->reload, w);
+    }
+    master_on_app_changed(app->m, app);
+}
+
+/* The restart policy of SPEC section 3 for an exit nobody asked for. */
+static void app_handle_crash(struct app *app, struct slot *s, struct worker *w)
+{
+    const struct config_app *cfg = app->cfg;
+    bool clean = WIFEXITED(w->wait_status) && WEXITSTATUS(w->wait_status) == 0;
+    if (cfg->restart == RESTART_NEVER || (cfg->restart == RESTART_ON_FAILURE && clean)) {
+        log_record(LOG_INFO, app_origin(app, (int)s->id), NULL,
+                   "not restarting (restart = %s)", restart_policy_to_string(cfg->restart));
+        return;
+    }
+    app->restarts[w->over_memory ? WORKER_REASON_MEMORY : WORKER_REASON_CRASH]++;
+    s->restarts++;
+    uint64_t uptime_ms = (uint64_t)((ev_now(app->m->loop) - w->started_at) * 1000.0);
+    struct backoff_policy p = {cfg->restart_delay_ms, cfg->restart_delay_max_ms,
+                               cfg->min_uptime_ms};
+    uint64_t delay = backoff_next(&s->backoff, &p, uptime_ms, (uint32_t)random());
+    if (delay == 0) {
+        slot_spawn(s);
+        return;
+    }
+    json_t *f = json_pack("{s:I, s:i}", "delay_ms", (json_int_t)delay, "fast_crashes",
+                          (int)s->backoff.fast_crashes);
+    log_record(LOG_WARN, app_origin(app, (int)s->id), f,
+               "worker died after %" PRIu64 " ms (min_uptime %" PRIu64
+               " ms); restarting in %" PRIu64 " ms",
+               uptime_ms, cfg->min_uptime_ms, delay);
+    slot_schedule(s, delay);
+}
+
+void app_on_worker_exit(struct app *app, struct worker *w)
+{
+    app_unlink(app, w);
+    ev_timer_stop(app->m->loop, &w->timer_w);
+    struct slot *s = w->slot < app->n_slots ? app->slots[w->slot] : NULL;
+    bool was_current = s && s->worker == w;
+    if (was_current) {
+        s->worker = NULL;
+    }
+    /* A replacement in progress owns the exits of its own workers (a new one failing, an old
+     * one whose successor is already coming up). */
+    bool handled = app->reload && reload_on_worker_exit(app->reload, w);
+    if (was_current && !handled && !w->stop_requested &&
+        (app->state == APP_RUNNING || app->state == APP_RELOADING)) {
+        app_handle_crash(app, s, w);
+    }
+    master_defer_free(app->m, w);
+    if (!app->reload) {
+        app_listeners_prune(app);
+    }
+    if (app->state == APP_STOPPING && !app->workers) {
+        app->state = APP_STOPPED;
+        master_on_app_stopped(app->m, app);
+        return;
+    }
+    master_on_app_changed(app->m, app);
+}

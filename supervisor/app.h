@@ -1,0 +1,140 @@
+/*
+ * app: one [app:NAME]: its listening sockets, its slots and the workers filling them, and the
+ * restart policy (SPEC section 5).
+ *
+ * A slot is a stable position 0..N-1 (DROVER_WORKER_ID); workers come and go in it. Normally a
+ * slot holds one worker; while a replacement is being brought up it can briefly hold two (the
+ * old one draining, the new one starting), which is why the app also keeps a flat list of every
+ * live worker. When a worker exits unasked, its slot restarts it at once or after a backoff
+ * delay, on a timer, so the loop never waits.
+ */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "listener.h"
+#include "worker.h"
+
+struct master;
+struct reload;
+
+/* Upper bounds (seconds) of the reload duration histogram; one more bucket is +Inf. */
+#define APP_RELOAD_BUCKETS 8
+extern const double app_reload_buckets[APP_RELOAD_BUCKETS];
+
+enum app_state { APP_RUNNING, APP_RELOADING, APP_STOPPING, APP_STOPPED, APP_ERRORED };
+
+struct slot {
+    struct app *app;
+    unsigned id;
+    struct worker *worker;      /* the slot's current worker, or NULL */
+    struct backoff backoff;
+    ev_timer restart_w;         /* pending restart after a backoff delay */
+    unsigned restarts;
+};
+
+struct app {
+    struct master *m;
+    const struct config_app *cfg;   /* the current config: what new workers start with ... */
+    struct config *cfg_owner;       /* ... kept alive by this reference */
+    struct reload *reload;          /* the replacement in progress, if any */
+    bool removed;                   /* gone from the config: freed once stopped */
+    struct app *dead_next;          /* the master's sweep list */
+    char *name;
+    struct listener *listeners;     /* every address any live worker uses (a reload may add) */
+    size_t n_listeners;
+    unsigned generation;
+    struct slot **slots;            /* pointers: a slot's timer must not move on resize */
+    unsigned n_slots;               /* the configured worker count */
+    struct worker *workers;         /* every live worker, any generation */
+    enum app_state state;
+    uint64_t restarts[WORKER_REASON_COUNT];
+    uint64_t reloads[2];            /* config reloads: [0] done, [1] failed or rolled back */
+    uint64_t reload_hist[APP_RELOAD_BUCKETS + 1];   /* durations, per bucket (not cumulative) */
+    double reload_seconds;          /* their sum */
+    uint64_t log_dropped;
+    struct logbuf *logbuf;          /* recent output, for droverctl logs */
+    struct metrics_app *metrics;    /* the workers' snapshots, merged */
+    ev_timer stats_w;               /* /proc sampling every memory_check_interval */
+    bool set_ids;                   /* user = ...: resolved once, before any spawn */
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    int n_groups;
+    char *state_dir;                /* absolute */
+};
+
+/*
+ * Creates the app under cfg (a section of owner, which the app references) and binds its
+ * listen addresses. On failure returns -errno and, when a bind
+ * failed, points *ret_failed at the address (for "bind('ADDR') failed: ..."); nothing is left
+ * open. Resolves `user` (refusing an unknown one with -ESRCH).
+ */
+int app_new(struct master *m, struct config *owner, const struct config_app *cfg,
+            struct app **ret, const struct address **ret_failed);
+
+/* The listener bound to addr, or NULL. */
+const struct listener *app_listener_find(const struct app *app, const struct address *addr);
+
+/*
+ * Binds every address of cfg the app does not have yet (a reload adding listen lines). On
+ * failure closes what it bound and points *ret_failed at the address. Returns 0 or -errno.
+ */
+int app_listeners_add(struct app *app, const struct config_app *cfg,
+                      const struct address **ret_failed);
+
+/* Closes every listener that neither the current config nor any live worker uses. */
+void app_listeners_prune(struct app *app);
+
+/* Switches the config new workers start with (taking a reference on owner). */
+void app_set_config(struct app *app, struct config *owner, const struct config_app *cfg);
+
+/* Starts a worker of the app's current config and generation in an existing slot, outside the
+ * slot's restart policy (a surge worker for a replacement). Returns 0 or -errno. */
+int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret);
+
+/* Resizes the slot array without starting or stopping anything: new slots are empty, removed
+ * slots forget their workers (which keep running until retired). Returns 0 or -ENOMEM. */
+int app_slots_resize(struct app *app, unsigned n);
+
+/* Starts a worker in every slot. */
+void app_start(struct app *app);
+
+/* Stops the app: its workers leave through the six phases; the app reports to the master once
+ * none is left (master_on_app_stopped). Returns 0 or -ENOMEM. */
+int app_stop(struct app *app);
+
+/* Marks the app stopping and cancels pending restarts, without touching its workers (the
+ * supervisor's own shutdown drives them). */
+void app_halt(struct app *app);
+
+/* Stores up to max live workers in out; returns how many there are. */
+size_t app_collect_workers(const struct app *app, struct worker **out, size_t max);
+
+/* Kills every worker now. */
+void app_kill(struct app *app);
+
+/* Closes listeners and frees the app; every worker must be gone. */
+void app_free(struct app *app);
+
+/* Changes the slot count: new slots start, the highest slots drain. Returns 0 or -errno. */
+int app_scale_to(struct app *app, unsigned n);
+
+/* From the worker: it became ready / it exited (reaped; the app takes it from here). */
+void app_on_worker_ready(struct app *app, struct worker *w);
+void app_on_worker_exit(struct app *app, struct worker *w);
+
+/* Counts one finished config reload's duration in the histogram. */
+void app_observe_reload(struct app *app, double seconds);
+
+unsigned app_ready_count(const struct app *app);
+unsigned app_live_count(const struct app *app);
+struct worker *app_worker_by_pid(const struct app *app, pid_t pid);
+
+const char *app_state_to_string(enum app_state state);

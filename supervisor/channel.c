@@ -1,0 +1,194 @@
+/*
+ * channel: the master's end of the worker channel. See channel.h.
+ */
+#include "channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Bytes read per wakeup before yielding to the rest of the loop. */
+#define CHANNEL_READ_BUDGET (256u * 1024u)
+
+bool channel_is_open(const struct channel *ch)
+{
+    return ch->fd != -1;
+}
+
+void channel_close(struct channel *ch)
+{
+    if (ch->fd == -1) {
+        return;
+    }
+    ev_io_stop(ch->loop, &ch->read_w);
+    ev_io_stop(ch->loop, &ch->write_w);
+    close(ch->fd);
+    ch->fd = -1;
+    wire_lines_done(&ch->in);
+    free(ch->out);
+    ch->out = NULL;
+    ch->out_len = ch->out_cap = 0;
+}
+
+static void channel_fail(struct channel *ch, int err)
+{
+    channel_close(ch);
+    if (ch->on_close) {
+        ch->on_close(ch, err, ch->data);
+    }
+}
+
+/* Writes what the worker takes now. Returns 0 or -errno on a broken channel. */
+static int channel_flush(struct channel *ch)
+{
+    size_t off = 0;
+    while (off < ch->out_len) {
+        ssize_t n = send(ch->fd, ch->out + off, ch->out_len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+        } else if (n == -1 && errno == EINTR) {
+            continue;
+        } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else {
+            return -errno;
+        }
+    }
+    memmove(ch->out, ch->out + off, ch->out_len - off);
+    ch->out_len -= off;
+    if (ch->out_len > 0) {
+        ev_io_start(ch->loop, &ch->write_w);
+    } else {
+        ev_io_stop(ch->loop, &ch->write_w);
+    }
+    return 0;
+}
+
+static void channel_on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct channel *ch = w->data;
+    int r = channel_flush(ch);
+    if (r < 0) {
+        channel_fail(ch, r);
+    }
+}
+
+static void channel_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct channel *ch = w->data;
+    size_t budget = CHANNEL_READ_BUDGET;
+    while (budget > 0) {
+        size_t room;
+        char *space = wire_lines_space(&ch->in, &room);
+        if (!space) {
+            channel_fail(ch, -EMSGSIZE);
+            return;
+        }
+        if (room > budget) {
+            room = budget;
+        }
+        ssize_t n = read(ch->fd, space, room);
+        if (n == 0) {
+            channel_fail(ch, 0);
+            return;
+        }
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            channel_fail(ch, -errno);
+            return;
+        }
+        wire_lines_commit(&ch->in, (size_t)n);
+        budget -= (size_t)n;
+
+        const char *line;
+        size_t len;
+        int r;
+        while ((r = wire_lines_next(&ch->in, &line, &len)) == 1) {
+            struct wire_msg msg;
+            if (len == 0) {
+                continue;
+            }
+            r = wire_msg_parse(line, len, &msg);
+            if (r < 0) {
+                channel_fail(ch, r);
+                return;
+            }
+            ch->on_msg(ch, &msg, ch->data);
+            wire_msg_done(&msg);
+            /* The handler may have closed the channel (e.g. the worker is being removed). */
+            if (ch->fd == -1) {
+                return;
+            }
+        }
+        if (r < 0) {
+            channel_fail(ch, r);
+            return;
+        }
+    }
+}
+
+void channel_open(struct channel *ch, struct ev_loop *loop, int fd, channel_msg_fn on_msg,
+                  channel_close_fn on_close, void *data)
+{
+    int flags = fcntl(fd, F_GETFL);
+    (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    *ch = (struct channel){
+        .loop = loop, .fd = fd, .on_msg = on_msg, .on_close = on_close, .data = data};
+    wire_lines_init(&ch->in, WIRE_LINE_MAX);
+    ev_io_init(&ch->read_w, channel_on_readable, fd, EV_READ);
+    ev_io_init(&ch->write_w, channel_on_writable, fd, EV_WRITE);
+    ch->read_w.data = ch;
+    ch->write_w.data = ch;
+    ev_io_start(loop, &ch->read_w);
+}
+
+int channel_send(struct channel *ch, const struct wire_msg *msg)
+{
+    if (ch->fd == -1) {
+        return -ENOTCONN;
+    }
+    size_t len;
+    char *line = wire_msg_format(msg, &len);
+    if (!line) {
+        return -ENOMEM;
+    }
+    int r = 0;
+    if (ch->out_len + len > CHANNEL_OUT_LIMIT) {
+        r = -ENOBUFS;
+        goto out;
+    }
+    if (ch->out_len + len > ch->out_cap) {
+        size_t cap = ch->out_cap ? ch->out_cap : 4096;
+        while (cap < ch->out_len + len) {
+            cap *= 2;
+        }
+        char *buf = realloc(ch->out, cap);
+        if (!buf) {
+            r = -ENOMEM;
+            goto out;
+        }
+        ch->out = buf;
+        ch->out_cap = cap;
+    }
+    memcpy(ch->out + ch->out_len, line, len);
+    ch->out_len += len;
+    if (!ev_is_active(&ch->write_w)) {
+        r = channel_flush(ch);
+        if (r < 0) {
+            /* Report the broken channel from the loop, not from inside the caller's call. */
+            ev_feed_event(ch->loop, &ch->write_w, EV_WRITE);
+            r = 0;
+        }
+    }
+out:
+    free(line);
+    return r;
+}

@@ -1,0 +1,54 @@
+/*
+ * channel: the master's end of a worker's socketpair, carrying newline-delimited JSON both ways
+ * (SPEC section 4). Both directions are bounded: a line over WIRE_LINE_MAX from the worker is a
+ * protocol error, and output the worker does not read piles up only to CHANNEL_OUT_LIMIT, past
+ * which a message is refused rather than queued. A worker that breaks the protocol gets its
+ * channel closed; the worker itself goes on and is judged by the rest of its behaviour.
+ *
+ * The channel reads at most a fixed budget per wakeup, so a flooding worker cannot starve the
+ * loop.
+ */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "wire.h"
+
+#define CHANNEL_OUT_LIMIT (4u * 1024u * 1024u)
+
+struct channel;
+
+/* A message arrived; msg is the callee's to read and is released after the call returns. */
+typedef void (*channel_msg_fn)(struct channel *ch, struct wire_msg *msg, void *data);
+/* The channel closed: err is 0 for EOF, or -EPROTO / -EMSGSIZE / -errno. Not called from
+ * channel_close(). The channel is already closed when this runs. */
+typedef void (*channel_close_fn)(struct channel *ch, int err, void *data);
+
+struct channel {
+    struct ev_loop *loop;
+    int fd;
+    ev_io read_w;
+    ev_io write_w;
+    struct wire_lines in;
+    char *out;
+    size_t out_len;
+    size_t out_cap;
+    channel_msg_fn on_msg;
+    channel_close_fn on_close;
+    void *data;
+};
+
+/* Takes ownership of fd (made non-blocking) and starts reading. */
+void channel_open(struct channel *ch, struct ev_loop *loop, int fd, channel_msg_fn on_msg,
+                  channel_close_fn on_close, void *data);
+
+/* Stops the watchers and closes the fd; safe on a closed channel. */
+void channel_close(struct channel *ch);
+
+bool channel_is_open(const struct channel *ch);
+
+/* Queues one message. Returns 0, -ENOTCONN when closed, -ENOBUFS when the worker is not
+ * reading and the limit is reached, or -ENOMEM. */
+int channel_send(struct channel *ch, const struct wire_msg *msg);

@@ -1,0 +1,131 @@
+/*
+ * config: the INI file (SPEC section 3), read with inih into an immutable struct config.
+ *
+ * A config is built whole or not at all: every key is validated where it stands, and the first
+ * error carries file, line, key and a message, so `drover -t` and a rejected reload say exactly
+ * what to fix. Unknown sections and keys are errors. Defaults are filled in here, so the rest of
+ * drover never sees an unset value. The quick start (`drover -i N -l ADDR -- CMD`) builds the
+ * same struct in memory, with the same validation. Pure: no logging, no sockets.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "parse.h"
+
+enum ready_mode { READY_NOTIFY, READY_DELAY, READY_NONE };
+enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
+enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
+
+struct config_app {
+    char *name;
+    char *command;              /* as written */
+    char **argv;                /* split from command, NULL-terminated */
+    unsigned workers;           /* resolved: "auto" is already the CPU count here */
+    bool workers_auto;
+    struct address *listen;     /* in `listen` order: fds 3, 4, ... */
+    size_t n_listen;
+    char *cwd;                  /* NULL = drover's own */
+    char **env;                 /* "KEY=VALUE", in file order */
+    size_t n_env;
+    char *user;                 /* NULL = do not change */
+    char *group;                /* NULL = the user's primary group */
+    enum ready_mode ready;
+    uint64_t ready_timeout_ms;
+    uint64_t ready_delay_ms;
+    uint64_t max_memory;        /* bytes; 0 = no limit */
+    uint64_t memory_check_interval_ms;
+    enum restart_policy restart;
+    uint64_t restart_delay_ms;
+    uint64_t restart_delay_max_ms;
+    uint64_t min_uptime_ms;
+    unsigned reload_batch;
+    uint64_t kill_timeout_ms;
+    bool metrics_per_worker;
+    unsigned line;              /* where [app:NAME] stands (0 for the quick start) */
+};
+
+struct config {
+    char *path;                 /* NULL for the quick start */
+    char *control_socket;       /* resolved, never NULL */
+    char *admin_listen;         /* as written; NULL when "off" */
+    struct address admin;       /* valid when admin_listen != NULL */
+    enum log_format log_format;
+    char *log_file;             /* "-" = stdout */
+    char *state_dir;
+    char *pid_file;             /* NULL = none */
+    char *cgroup_cpu_max;       /* where "workers = auto" reads a CPU quota */
+    uint64_t shutdown_timeout_ms;
+    uint64_t drain_timeout_ms;
+    uint64_t save_timeout_ms;
+    uint64_t close_timeout_ms;
+    uint64_t cleanup_timeout_ms;
+    struct config_app *apps;
+    size_t n_apps;
+    unsigned refs;              /* extra references; see config_ref() */
+};
+
+/* What went wrong, for "FILE:LINE: key: message". line 0 = not tied to a line. */
+struct config_error {
+    char file[256];
+    unsigned line;
+    char key[64];
+    char message[256];
+};
+
+/*
+ * Reads and validates the file at path. On success stores a new config in *ret (free with
+ * config_free) and returns 0. On failure returns -EINVAL (invalid content) or -errno (cannot
+ * read the file) and fills *reterr; *ret is untouched.
+ */
+int config_load(const char *path, struct config **ret, struct config_error *reterr);
+
+/*
+ * As config_load(), from the len bytes at text (no terminating NUL needed); name stands for the
+ * file in errors. The config's path is NULL: there is no file to re-read on reload. For tests
+ * and the fuzzer. Returns 0 or -EINVAL / -ENOMEM with *reterr.
+ */
+int config_load_string(const char *name, const char *text, size_t len, struct config **ret,
+                       struct config_error *reterr);
+
+/*
+ * The quick start: one app running argv with `workers` workers (0 = "auto") on `listen` (may
+ * be NULL), admin on `admin` (NULL = the default, "off" = none), control socket at `socket`
+ * (NULL = the default). The app is named after argv[0]'s base name; its command is argv
+ * joined and quoted for display, its argv a copy. Same validation and defaults as a file;
+ * errors name the file "(command line)", line 0. Returns 0 or -EINVAL with *reterr.
+ */
+int config_quick(unsigned workers, const char *listen, const char *admin, const char *socket,
+                 char *const *argv, struct config **ret, struct config_error *reterr);
+
+void config_free(struct config *cfg);
+
+/*
+ * Configs are shared. A reload creates a new one while workers started under the old one are
+ * still running and still read it (their readiness mode, command, timeouts), so each app and
+ * worker holds a reference. A fresh config counts as one reference; config_unref() on the last
+ * frees it. Both accept NULL.
+ */
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
+
+/* Formats *err as "FILE:LINE: key: message" (parts left out when unknown) into buf. */
+void config_error_format(const struct config_error *err, char *buf, size_t size);
+
+/* The default control socket path: $XDG_RUNTIME_DIR/drover.sock, else ./drover.sock. */
+char *config_default_control_socket(void);
+
+/* Finds an app by name; NULL if none. */
+const struct config_app *config_app_find(const struct config *cfg, const char *name);
+
+/*
+ * The CPUs "workers = auto" means: the cgroup v2 quota in the cpu.max file at path (when it
+ * holds "QUOTA PERIOD" rather than "max"), rounded up, else the online CPU count; at least 1,
+ * at most 1024 (the most workers an app may have).
+ */
+unsigned config_auto_workers(const char *cpu_max_path);
+
+const char *ready_mode_to_string(enum ready_mode m);
+const char *restart_policy_to_string(enum restart_policy p);

@@ -1,0 +1,450 @@
+/*
+ * log: drover's records. See log.h for why the buffer is bounded and writes never block.
+ *
+ * A record is formatted completely (one line, newline included) before it touches the buffer,
+ * so a record is either written whole or dropped whole; a reader never sees half a line.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+/* What the master holds for a reader that fell behind, before it starts dropping. */
+#define LOG_BUFFER_LIMIT (1024u * 1024u)
+/* The longest message drover formats for itself; worker lines are bounded by their reader. */
+#define LOG_MSG_MAX 4096
+
+static struct {
+    enum log_format format;
+    char *path;             /* NULL = stdout */
+    int fd;
+    bool nonblocking;       /* a pipe or socket, written through the loop */
+    struct ev_loop *loop;
+    ev_io write_w;
+    char *buf;
+    size_t len;
+    size_t cap;
+    uint64_t dropped;
+} L = {.format = LOG_FORMAT_TEXT, .fd = STDOUT_FILENO};
+
+const char *log_level_to_string(enum log_level level)
+{
+    switch (level) {
+    case LOG_DEBUG:
+        return "debug";
+    case LOG_INFO:
+        return "info";
+    case LOG_WARN:
+        return "warn";
+    case LOG_ERROR:
+        return "error";
+    }
+    return "info";
+}
+
+static int log_fd_open(const char *path, int *ret_fd)
+{
+    if (!path) {
+        *ret_fd = STDOUT_FILENO;
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        return -errno;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+int log_open(enum log_format format, const char *path)
+{
+    char *copy = NULL;
+    int fd = -1;
+    if (path && strcmp(path, "-") != 0) {
+        copy = strdup(path);
+        if (!copy) {
+            return -ENOMEM;
+        }
+    }
+    int r = log_fd_open(copy, &fd);
+    if (r < 0) {
+        free(copy);
+        return r;
+    }
+    free(L.path);
+    L.path = copy;
+    L.fd = fd;
+    L.format = format;
+    return 0;
+}
+
+/* Writes as much of the buffer as the reader takes now; returns -errno on a hard error. */
+static int log_flush_some(void)
+{
+    size_t off = 0;
+    while (off < L.len) {
+        ssize_t n = write(L.fd, L.buf + off, L.len - off);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n == -1 && errno == EINTR) {
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        }
+        /* The reader is gone (EPIPE) or the disk is full: drop what is buffered rather than
+         * retry forever, and count it. */
+        L.dropped++;
+        off = L.len;
+        break;
+    }
+    memmove(L.buf, L.buf + off, L.len - off);
+    L.len -= off;
+    return 0;
+}
+
+static void log_update_watcher(void)
+{
+    if (!L.loop) {
+        return;
+    }
+    if (L.len > 0 && !ev_is_active(&L.write_w)) {
+        ev_io_start(L.loop, &L.write_w);
+    } else if (L.len == 0 && ev_is_active(&L.write_w)) {
+        ev_io_stop(L.loop, &L.write_w);
+    }
+}
+
+static void log_on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    log_flush_some();
+    log_update_watcher();
+}
+
+static bool log_fd_is_pipe(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+void log_attach(struct ev_loop *loop)
+{
+    /* Only a pipe or a socket can stall us for long; a terminal or a file is written through.
+     * O_NONBLOCK is a property of the open file description, shared with whoever else holds it,
+     * which is why it is not set on a terminal that the user's shell also uses. */
+    L.loop = loop;
+    L.nonblocking = log_fd_is_pipe(L.fd);
+    if (L.nonblocking) {
+        int flags = fcntl(L.fd, F_GETFL);
+        if (flags != -1) {
+            (void)fcntl(L.fd, F_SETFL, flags | O_NONBLOCK);
+        }
+    }
+    ev_io_init(&L.write_w, log_on_writable, L.fd, EV_WRITE);
+}
+
+int log_reopen(void)
+{
+    if (!L.path) {
+        return 0;
+    }
+    int fd = -1;
+    int r = log_fd_open(L.path, &fd);
+    if (r < 0) {
+        return r;
+    }
+    /* What is buffered belongs to the old file's reader only in spirit; write it to the new. */
+    if (L.loop && ev_is_active(&L.write_w)) {
+        ev_io_stop(L.loop, &L.write_w);
+    }
+    close(L.fd);
+    L.fd = fd;
+    L.nonblocking = false;
+    if (L.loop) {
+        ev_io_set(&L.write_w, L.fd, EV_WRITE);
+    }
+    log_flush_some();
+    log_update_watcher();
+    return 0;
+}
+
+void log_close(void)
+{
+    /* At exit a pipe reader gets up to a second to take the rest; then it is dropped. */
+    if (L.loop && ev_is_active(&L.write_w)) {
+        ev_io_stop(L.loop, &L.write_w);
+    }
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (L.len > 0) {
+        log_flush_some();
+        if (L.len == 0) {
+            break;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed_ms =
+            (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed_ms >= 1000) {
+            break;
+        }
+        struct pollfd p = {.fd = L.fd, .events = POLLOUT};
+        (void)poll(&p, 1, (int)(1000 - elapsed_ms));
+    }
+    if (L.path && L.fd > STDERR_FILENO) {
+        close(L.fd);
+    }
+    free(L.buf);
+    free(L.path);
+    L.buf = NULL;
+    L.path = NULL;
+    L.len = L.cap = 0;
+    L.fd = STDOUT_FILENO;
+    L.loop = NULL;
+}
+
+uint64_t log_dropped_total(void)
+{
+    return L.dropped;
+}
+
+/* Appends one complete line; drops it whole when the buffer would pass its limit. */
+static int log_emit(const char *line, size_t len)
+{
+    if (!L.loop || !L.nonblocking) {
+        /* Before the loop, or to a terminal or file: write through. Anything still buffered
+         * from a reopen goes first so order is kept. */
+        if (L.len > 0) {
+            log_flush_some();
+        }
+        size_t off = 0;
+        while (off < len) {
+            ssize_t n = write(L.fd, line + off, len - off);
+            if (n == -1 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                L.dropped++;
+                return -EIO;
+            }
+            off += (size_t)n;
+        }
+        return 0;
+    }
+    if (L.len + len > LOG_BUFFER_LIMIT) {
+        L.dropped++;
+        return -ENOBUFS;
+    }
+    if (L.len + len > L.cap) {
+        size_t cap = L.cap ? L.cap : 16384;
+        while (cap < L.len + len) {
+            cap *= 2;
+        }
+        char *buf = realloc(L.buf, cap);
+        if (!buf) {
+            L.dropped++;
+            return -ENOMEM;
+        }
+        L.buf = buf;
+        L.cap = cap;
+    }
+    memcpy(L.buf + L.len, line, len);
+    L.len += len;
+    if (!ev_is_active(&L.write_w)) {
+        log_flush_some();
+        log_update_watcher();
+    }
+    return 0;
+}
+
+static void log_timestamp(char *buf, size_t size)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Adds the origin to a JSON record; the master's values win over a worker's own keys. */
+static void log_json_origin(json_t *rec, struct log_origin origin)
+{
+    if (origin.app) {
+        json_object_set_new(rec, "app", json_string(origin.app));
+    }
+    if (origin.slot >= 0) {
+        json_object_set_new(rec, "worker", json_integer(origin.slot));
+    }
+    if (origin.pid > 0) {
+        json_object_set_new(rec, "pid", json_integer(origin.pid));
+    }
+}
+
+static int log_emit_json(json_t *rec)
+{
+    char *text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(rec);
+    if (!text) {
+        L.dropped++;
+        return -ENOMEM;
+    }
+    size_t n = strlen(text);
+    text[n] = '\n'; /* json_dumps leaves room for the NUL it wrote */
+    int r = log_emit(text, n + 1);
+    free(text);
+    return r;
+}
+
+/* The text form: "TS LEVEL [app/slot pid] msg key=value ...". */
+static int log_emit_text(const char *ts, enum log_level level, struct log_origin origin,
+                         const char *msg, size_t msg_len, json_t *fields)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head, "%s %-5s ", ts, log_level_to_string(level));
+    if (origin.app) {
+        if (origin.slot >= 0) {
+            n += snprintf(head + n, sizeof head - (size_t)n, "%s/%d ", origin.app, origin.slot);
+        } else {
+            n += snprintf(head + n, sizeof head - (size_t)n, "%s ", origin.app);
+        }
+    }
+    if (origin.pid > 0 && (size_t)n < sizeof head) {
+        n += snprintf(head + n, sizeof head - (size_t)n, "[%d] ", (int)origin.pid);
+    }
+    if ((size_t)n >= sizeof head) {
+        n = (int)sizeof head - 1;
+    }
+    char *tail = NULL;
+    size_t tail_len = 0;
+    FILE *f = open_memstream(&tail, &tail_len);
+    if (!f) {
+        L.dropped++;
+        return -ENOMEM;
+    }
+    fwrite(head, 1, (size_t)n, f);
+    fwrite(msg, 1, msg_len, f);
+    if (fields) {
+        const char *key;
+        json_t *value;
+        json_object_foreach(fields, key, value) {
+            if (json_is_string(value)) {
+                fprintf(f, " %s=%s", key, json_string_value(value));
+            } else {
+                char *v = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+                fprintf(f, " %s=%s", key, v ? v : "?");
+                free(v);
+            }
+        }
+    }
+    fputc('\n', f);
+    fclose(f);
+    int r = log_emit(tail, tail_len);
+    free(tail);
+    return r;
+}
+
+int log_record(enum log_level level, struct log_origin origin, json_t *fields, const char *fmt, ...)
+{
+    char msg[LOG_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        len = 0;
+    } else if ((size_t)len >= sizeof msg) {
+        len = (int)sizeof msg - 1;
+    }
+    char ts[40];
+    log_timestamp(ts, sizeof ts);
+
+    if (L.format == LOG_FORMAT_TEXT) {
+        int r = log_emit_text(ts, level, origin, msg, (size_t)len, fields);
+        json_decref(fields);
+        return r;
+    }
+    json_t *rec = json_object();
+    if (!rec) {
+        json_decref(fields);
+        L.dropped++;
+        return -ENOMEM;
+    }
+    json_object_set_new(rec, "ts", json_string(ts));
+    json_object_set_new(rec, "level", json_string(log_level_to_string(level)));
+    log_json_origin(rec, origin);
+    json_object_set_new(rec, "msg", json_stringn(msg, (size_t)len));
+    if (fields) {
+        json_object_update(rec, fields);
+        json_decref(fields);
+    }
+    return log_emit_json(rec);
+}
+
+int log_worker_line(struct log_origin origin, bool is_stderr, const char *line, size_t len)
+{
+    enum log_level level = is_stderr ? LOG_ERROR : LOG_INFO;
+    char ts[40];
+    log_timestamp(ts, sizeof ts);
+
+    json_t *obj = NULL;
+    if (len > 1 && line[0] == '{') {
+        obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+        if (obj && !json_is_object(obj)) {
+            json_decref(obj);
+            obj = NULL;
+        }
+    }
+    if (L.format == LOG_FORMAT_TEXT) {
+        json_decref(obj);
+        return log_emit_text(ts, level, origin, line, len, NULL);
+    }
+    json_t *rec = json_object();
+    if (!rec) {
+        json_decref(obj);
+        L.dropped++;
+        return -ENOMEM;
+    }
+    json_object_set_new(rec, "ts", json_string(ts));
+    json_object_set_new(rec, "level", json_string(log_level_to_string(level)));
+    log_json_origin(rec, origin);
+    if (obj) {
+        /* The worker's own fields are kept, including its level and msg; only the origin is
+         * the master's to state, so a worker cannot pose as another. */
+        json_object_update(rec, obj);
+        json_decref(obj);
+        log_json_origin(rec, origin);
+        json_object_set_new(rec, "ts", json_string(ts));
+    } else {
+        json_t *msg = json_stringn(line, len);
+        if (!msg) {
+            /* Not UTF-8: keep the bytes readable rather than lose the line. */
+            char *copy = malloc(len + 1);
+            if (copy) {
+                for (size_t i = 0; i < len; i++) {
+                    unsigned char c = (unsigned char)line[i];
+                    copy[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+                }
+                msg = json_stringn(copy, len);
+                free(copy);
+            }
+        }
+        json_object_set_new(rec, "msg", msg ? msg : json_string(""));
+    }
+    if (is_stderr) {
+        json_object_set_new(rec, "stream", json_string("stderr"));
+    }
+    return log_emit_json(rec);
+}

@@ -1,0 +1,69 @@
+/*
+ * log: drover's records, one per line, JSON or text (SPEC section 8).
+ *
+ * The master must never block on whoever reads its output: a pipe into a slow `journald`,
+ * `kubectl logs` or a stopped pager. So records are appended to one bounded buffer and written
+ * non-blockingly; when the reader falls behind, the buffer fills and further records are dropped
+ * and counted, never queued without bound. Before the loop is attached (startup), and for a
+ * terminal or a regular file, records are written straight through.
+ *
+ * There is one log per process, so this module keeps its state in a single static struct
+ * rather than threading a handle through every call.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct ev_loop;
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Where a record comes from: an app, a slot and a pid (NULL / -1 / 0 when not applicable). */
+struct log_origin {
+    const char *app;
+    int slot;
+    pid_t pid;
+};
+
+#define LOG_MASTER ((struct log_origin){NULL, -1, 0})
+
+/* Opens the log: path "-" = stdout. Returns 0 or -errno. */
+int log_open(enum log_format format, const char *path);
+
+/* Switches to non-blocking, bounded writing driven by the loop. */
+void log_attach(struct ev_loop *loop);
+
+/* Reopens the log file (SIGUSR1, for logrotate). Returns 0 or -errno; on error keeps the old. */
+int log_reopen(void);
+
+/* Flushes what is buffered (blocking, bounded by a short deadline) and closes. */
+void log_close(void);
+
+/*
+ * One record. fields, when not NULL, is a JSON object whose members are added to the record
+ * (e.g. "phase", "duration_ms"); it is stolen. Returns 0, or -ENOBUFS when the record was
+ * dropped because the reader is behind.
+ */
+int log_record(enum log_level level, struct log_origin origin, json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define log_info(...) log_record(LOG_INFO, LOG_MASTER, NULL, __VA_ARGS__)
+#define log_warn(...) log_record(LOG_WARN, LOG_MASTER, NULL, __VA_ARGS__)
+#define log_error(...) log_record(LOG_ERROR, LOG_MASTER, NULL, __VA_ARGS__)
+
+/*
+ * One line of a worker's output (without its newline). A line that is itself a JSON object is
+ * merged into the record instead of quoted. Returns 0 or -ENOBUFS when dropped.
+ */
+int log_worker_line(struct log_origin origin, bool is_stderr, const char *line, size_t len);
+
+/* Records drover had to drop because the reader was behind, over the process's life. */
+uint64_t log_dropped_total(void);
+
+const char *log_level_to_string(enum log_level level);

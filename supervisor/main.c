@@ -1,0 +1,139 @@
+/*
+ * drover: argv -> config -> master -> exit status. The only place exit statuses are chosen
+ * (SPEC section 2): 0 clean shutdown, 1 shutdown forced by a timeout, 2 bad config or
+ * arguments, 3 startup failure.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "master.h"
+
+#define EXIT_USAGE 2
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: drover [-c FILE] [-t]                       run the apps of a config file\n"
+            "       drover -i N -l ADDR [-a ADMIN] [-s SOCKET] -- CMD [ARGS...]\n"
+            "                                                   quick start, no config file\n"
+            "       drover --version\n"
+            "\n"
+            "  -c, --config FILE    config file (default: ./drover.ini)\n"
+            "  -t, --test           check the config and exit: 0 ok, 2 invalid\n"
+            "  -i, --instances N    quick start: number of workers (or \"auto\")\n"
+            "  -l, --listen ADDR    quick start: listen address (127.0.0.1:8080, [::1]:8080,\n"
+            "                       unix:/path)\n"
+            "  -a, --admin ADDR     admin HTTP endpoint (default 127.0.0.1:9100; \"off\")\n"
+            "  -s, --socket PATH    control socket\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},  {"test", no_argument, NULL, 't'},
+        {"instances", required_argument, NULL, 'i'}, {"listen", required_argument, NULL, 'l'},
+        {"admin", required_argument, NULL, 'a'},   {"socket", required_argument, NULL, 's'},
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL, *listen = NULL, *admin = NULL, *socket = NULL;
+    const char *instances = NULL;
+    bool test = false;
+    int opt;
+    /* '+': stop at the first non-option, so the worker's own flags after "--" are not ours. */
+    while ((opt = getopt_long(argc, argv, "+c:ti:l:a:s:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            test = true;
+            break;
+        case 'i':
+            instances = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 'a':
+            admin = optarg;
+            break;
+        case 's':
+            socket = optarg;
+            break;
+        case 'V':
+            printf("drover %s\n", DROVER_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    char **cmd = argv + optind;
+    bool quick = *cmd != NULL || instances || listen;
+    if (quick && config_path) {
+        fprintf(stderr, "drover: -c and a quick-start command exclude each other\n");
+        return EXIT_USAGE;
+    }
+    if (quick && !*cmd) {
+        fprintf(stderr, "drover: quick start needs a command after --\n");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    struct config *cfg = NULL;
+    struct config_error err = {0};
+    char msg[1024];
+    int r;
+    if (quick) {
+        unsigned workers = 1;
+        if (instances && strcmp(instances, "auto") == 0) {
+            workers = 0; /* config_quick reads 0 as "auto" */
+        } else if (instances) {
+            char *end;
+            errno = 0;
+            unsigned long n = strtoul(instances, &end, 10);
+            if (errno || *end || n < 1 || n > 1024 || instances[0] == '-') {
+                fprintf(stderr, "drover: -i: '%s' is not a worker count (1..1024 or auto)\n",
+                        instances);
+                return EXIT_USAGE;
+            }
+            workers = (unsigned)n;
+        }
+        r = config_quick(workers, listen, admin, socket, cmd, &cfg, &err);
+    } else {
+        if (!config_path) {
+            config_path = "drover.ini";
+        }
+        r = config_load(config_path, &cfg, &err);
+    }
+    if (r < 0) {
+        config_error_format(&err, msg, sizeof msg);
+        fprintf(stderr, "%s\n", msg);
+        return EXIT_USAGE;
+    }
+    if (test) {
+        printf("%s: ok\n", quick ? "(command line)" : config_path);
+        config_free(cfg);
+        return 0;
+    }
+    r = log_open(cfg->log_format, cfg->log_file);
+    if (r < 0) {
+        fprintf(stderr, "drover: cannot open log_file '%s': %s\n", cfg->log_file, strerror(-r));
+        config_free(cfg);
+        return MASTER_EXIT_STARTUP;
+    }
+    int status = master_run(cfg);
+    log_close();
+    return status;
+}

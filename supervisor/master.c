@@ -1,0 +1,918 @@
+/*
+ * master: the loop root. See master.h.
+ *
+ * Reading order: master_run() sets the process up (subreaper, signals, the notify socket, the
+ * state dir), creates every app (binding every listen address before any worker starts, so a
+ * failed bind stops drover before anything runs), starts the apps, and runs the loop. Signals
+ * become calls to master_stop() and friends. The loop ends when the last app has stopped.
+ */
+#include "master.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "app.h"
+#include "control.h"
+#include "log.h"
+#include "notify.h"
+#include "reload.h"
+#include "shutdown.h"
+#include "worker.h"
+
+/* After SIGKILL, how long to wait for the kernel to deliver the last exits before giving up. */
+#define MASTER_KILL_GRACE 5.0
+
+static const int master_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU};
+
+struct app *master_app_find(struct master *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        if (strcmp(m->apps[i]->name, name) == 0) {
+            return m->apps[i];
+        }
+    }
+    return NULL;
+}
+
+struct worker *master_worker_by_pid(struct master *m, pid_t pid)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        struct worker *w = app_worker_by_pid(m->apps[i], pid);
+        if (w) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+bool master_is_ready(const struct master *m)
+{
+    if (m->state != MASTER_RUNNING) {
+        return false;
+    }
+    for (size_t i = 0; i < m->n_apps; i++) {
+        /* An app stopped on purpose (`droverctl stop APP`) does not make drover unready. */
+        if (m->apps[i]->state != APP_STOPPED && app_ready_count(m->apps[i]) == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void master_defer_free(struct master *m, struct worker *w)
+{
+    w->dead_next = m->dead;
+    m->dead = w;
+}
+
+static void master_sweep(struct master *m)
+{
+    while (m->dead) {
+        struct worker *w = m->dead;
+        m->dead = w->dead_next;
+        worker_free(w);
+    }
+    while (m->dead_apps) {
+        struct app *app = m->dead_apps;
+        m->dead_apps = app->dead_next;
+        app_free(app);
+    }
+}
+
+static void master_on_sweep(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    master_sweep(p->data);
+}
+
+/* An app removed from the config has stopped: out of the list, freed by the sweeper. */
+static void master_remove_app(struct master *m, struct app *app)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        if (m->apps[i] == app) {
+            memmove(&m->apps[i], &m->apps[i + 1], sizeof *m->apps * (m->n_apps - i - 1));
+            m->n_apps--;
+            break;
+        }
+    }
+    log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
+               "app removed (no longer in the config)");
+    app->dead_next = m->dead_apps;
+    m->dead_apps = app;
+}
+
+/* ---- our own supervisor (systemd): sd_notify, SPEC section 9 ---- */
+
+static void master_tell_systemd(struct master *m, const char *text)
+{
+    if (!m->systemd_socket) {
+        return;
+    }
+    int r = notify_send(m->systemd_socket, text);
+    if (r < 0 && r != -EAGAIN) {
+        log_warn("sd_notify('%s') failed: %s", m->systemd_socket, strerror(-r));
+    }
+}
+
+/* "web: 4/4 ready, gen 3; api: 1/2 ready, gen 1 (reloading)", as `systemctl status` shows it. */
+static void master_update_status(struct master *m)
+{
+    if (!m->systemd_socket) {
+        return;
+    }
+    char line[1024] = "STATUS=";
+    size_t off = strlen(line);
+    for (size_t i = 0; i < m->n_apps && off < sizeof line; i++) {
+        const struct app *app = m->apps[i];
+        bool running = app->state == APP_RUNNING;
+        off += (size_t)snprintf(line + off, sizeof line - off, "%s%s: %u/%u ready, gen %u%s%s%s",
+                                i ? "; " : "", app->name, app_ready_count(app), app->n_slots,
+                                app->generation, running ? "" : " (",
+                                running ? "" : app_state_to_string(app->state),
+                                running ? "" : ")");
+    }
+    if (m->status_line && strcmp(m->status_line, line) == 0) {
+        return;
+    }
+    free(m->status_line);
+    m->status_line = strdup(line);
+    master_tell_systemd(m, line);
+}
+
+static void master_on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    /* The timer firing is itself the proof that the loop turns. */
+    master_tell_systemd(t->data, "WATCHDOG=1");
+}
+
+/* Takes NOTIFY_SOCKET and WATCHDOG_* out of our environment, so no worker ever inherits them,
+ * and keeps them for ourselves. */
+static void master_setup_systemd(struct master *m)
+{
+    const char *sock = getenv("NOTIFY_SOCKET");
+    if (sock && *sock) {
+        m->systemd_socket = strdup(sock);
+    }
+    const char *usec = getenv("WATCHDOG_USEC");
+    const char *wpid = getenv("WATCHDOG_PID");
+    bool for_us = !wpid || strtol(wpid, NULL, 10) == (long)getpid();
+    if (m->systemd_socket && usec && for_us) {
+        double secs = (double)strtoull(usec, NULL, 10) / 1e6;
+        if (secs > 0) {
+            ev_timer_init(&m->watchdog_w, master_on_watchdog, secs / 2, secs / 2);
+            m->watchdog_w.data = m;
+            ev_timer_start(m->loop, &m->watchdog_w);
+        }
+    }
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+}
+
+/* ---- reload ---- */
+
+/* One reload request, gathering the result of each app it rolls. */
+struct master_reload {
+    struct master_reload *next;
+    struct master *m;
+    master_report_fn report;
+    void *data;
+    size_t pending;
+    bool ok;
+    json_t *apps;
+};
+
+static void master_reload_finish(struct master_reload *mr)
+{
+    struct master *m = mr->m;
+    for (struct master_reload **p = &m->reloads; *p; p = &(*p)->next) {
+        if (*p == mr) {
+            *p = mr->next;
+            break;
+        }
+    }
+    master_tell_systemd(m, "READY=1");
+    master_update_status(m);
+    json_t *res = json_pack("{s:b, s:O}", "ok", mr->ok, "apps", mr->apps);
+    if (mr->report) {
+        mr->report(res, true, mr->data);
+    }
+    json_decref(res);
+    json_decref(mr->apps);
+    free(mr);
+}
+
+static void master_reload_release(struct master_reload *mr)
+{
+    if (--mr->pending == 0) {
+        master_reload_finish(mr);
+    }
+}
+
+static void master_reload_on_report(json_t *msg, bool final, void *data)
+{
+    struct master_reload *mr = data;
+    if (!final) {
+        if (mr->report) {
+            mr->report(msg, false, mr->data);
+        }
+        return;
+    }
+    json_array_append(mr->apps, msg);
+    mr->ok &= json_is_true(json_object_get(msg, "ok"));
+    master_reload_release(mr);
+}
+
+void master_forget(struct master *m, void *data)
+{
+    for (struct master_reload *mr = m->reloads; mr; mr = mr->next) {
+        if (mr->data == data) {
+            mr->report = NULL;
+            mr->data = NULL;
+        }
+    }
+}
+
+static void master_reload_app_error(struct master_reload *mr, const char *app, const char *error)
+{
+    json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "app", app,
+                                              "outcome", "refused", "error", error));
+    mr->ok = false;
+}
+
+int master_reload(struct master *m, const char *app_name, master_report_fn report, void *data,
+                  char **ret_error)
+{
+    struct config *cfg = NULL;
+    struct config_error err = {0};
+    int r;
+    if (m->state != MASTER_RUNNING) {
+        *ret_error = strdup("drover is shutting down");
+        return -ESHUTDOWN;
+    }
+    if (app_name && !master_app_find(m, app_name)) {
+        if (asprintf(ret_error, "no app named '%s'", app_name) < 0) {
+            *ret_error = NULL;
+        }
+        return -ENOENT;
+    }
+    if (m->cfg->path) {
+        r = config_load(m->cfg->path, &cfg, &err);
+        if (r < 0) {
+            char msg[1024];
+            config_error_format(&err, msg, sizeof msg);
+            log_error("reload rejected, nothing changed: %s", msg);
+            *ret_error = strdup(msg);
+            return -EINVAL;
+        }
+    } else {
+        cfg = config_ref(m->cfg); /* the quick start: same config, new generation */
+    }
+    if (app_name && !config_app_find(cfg, app_name)) {
+        if (asprintf(ret_error, "app '%s' is no longer in %s; reload without an app name to "
+                                "remove it", app_name, m->cfg->path) < 0) {
+            *ret_error = NULL;
+        }
+        config_unref(cfg);
+        return -ENOENT;
+    }
+    struct master_reload *mr = calloc(1, sizeof *mr);
+    if (!mr || !(mr->apps = json_array())) {
+        free(mr);
+        config_unref(cfg);
+        return -ENOMEM;
+    }
+    mr->m = m;
+    mr->report = report;
+    mr->data = data;
+    mr->ok = true;
+    mr->pending = 1; /* held until every app is started, so no early finish */
+    mr->next = m->reloads;
+    m->reloads = mr;
+    /* systemd wants the time of the reload with RELOADING=1 (Type=notify-reload semantics). */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char reloading[96];
+    snprintf(reloading, sizeof reloading, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
+    master_tell_systemd(m, reloading);
+    log_info("reload requested%s%s: %s", app_name ? " for " : "", app_name ? app_name : "",
+             m->cfg->path ? m->cfg->path : "(command line)");
+
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        const struct config_app *ca = &cfg->apps[i];
+        if (app_name && strcmp(ca->name, app_name) != 0) {
+            continue;
+        }
+        struct app *app = master_app_find(m, ca->name);
+        if (!app) {
+            const struct address *failed = NULL;
+            struct app **apps = realloc(m->apps, sizeof *apps * (m->n_apps + 1));
+            if (!apps) {
+                master_reload_app_error(mr, ca->name, "out of memory");
+                continue;
+            }
+            m->apps = apps;
+            r = app_new(m, cfg, ca, &m->apps[m->n_apps], &failed);
+            if (r < 0) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s%s%s: %s", failed ? "bind('" : "starting",
+                         failed ? failed->text : "", failed ? "') failed" : " failed",
+                         strerror(-r));
+                master_reload_app_error(mr, ca->name, msg);
+                continue;
+            }
+            app_start(m->apps[m->n_apps++]);
+            json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
+                                                      ca->name, "outcome", "added"));
+            continue;
+        }
+        if (app->state == APP_STOPPED || app->state == APP_STOPPING) {
+            /* A stopped app takes the new config now and runs it at its next start. */
+            app_set_config(app, cfg, ca);
+            json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
+                                                      ca->name, "outcome", "updated"));
+            continue;
+        }
+        char *why = NULL;
+        mr->pending++;
+        r = reload_start(app, cfg, ca, NULL, 0, WORKER_REASON_RELOAD, master_reload_on_report,
+                         mr, &why);
+        if (r < 0) {
+            mr->pending--;
+            master_reload_app_error(mr, ca->name,
+                                    r == -EBUSY ? "a reload or restart of this app is already "
+                                                  "running; try again when it is done"
+                                    : why       ? why
+                                                : strerror(-r));
+        }
+        free(why);
+    }
+    if (!app_name) {
+        /* Apps gone from the file stop and go. */
+        for (size_t i = 0; i < m->n_apps; i++) {
+            struct app *app = m->apps[i];
+            if (!config_app_find(cfg, app->name) && !app->removed) {
+                app->removed = true;
+                json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
+                                                          app->name, "outcome", "removed"));
+                if (app->state == APP_STOPPED) {
+                    master_remove_app(m, app);
+                    i--;
+                } else {
+                    (void)app_stop(app);
+                    if (i >= m->n_apps || m->apps[i] != app) {
+                        i--; /* it had no worker left and is gone already */
+                    }
+                }
+            }
+        }
+        if (cfg->control_socket && strcmp(cfg->control_socket, m->cfg->control_socket) != 0) {
+            log_warn("reload: control_socket changed; it takes effect at the next start");
+        }
+        if ((cfg->admin_listen == NULL) != (m->cfg->admin_listen == NULL) ||
+            (cfg->admin_listen && strcmp(cfg->admin_listen, m->cfg->admin_listen) != 0)) {
+            log_warn("reload: admin_listen changed; it takes effect at the next start");
+        }
+        /* The supervisor's own settings (timeouts) follow the new file; the sockets keep the
+         * paths and addresses they were opened with. */
+        config_unref(m->cfg);
+        m->cfg = config_ref(cfg);
+    }
+    config_unref(cfg);
+    master_reload_release(mr);
+    return 0;
+}
+
+void master_on_app_changed(struct master *m, struct app *app)
+{
+    control_on_app_changed(m->control, app);
+    if (!m->systemd_ready_sent && master_is_ready(m)) {
+        m->systemd_ready_sent = true;
+        log_info("every app has its workers ready");
+        master_tell_systemd(m, "READY=1");
+    }
+    master_update_status(m);
+}
+
+static bool master_all_stopped(const struct master *m)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        if (m->apps[i]->workers) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void master_on_app_stopped(struct master *m, struct app *app)
+{
+    log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL, "app stopped");
+    control_on_app_changed(m->control, app);
+    if (app->removed && m->state == MASTER_RUNNING) {
+        master_remove_app(m, app);
+    }
+    if (m->state == MASTER_STOPPING && master_all_stopped(m)) {
+        ev_break(m->loop, EVBREAK_ALL);
+    }
+}
+
+/* ---- shutdown ---- */
+
+static void master_kill_all(struct master *m)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        app_kill(m->apps[i]);
+    }
+}
+
+/* The last resort: the phase runs have their own deadlines; this fires only when, past all of
+ * them, some worker still has not been reaped. */
+static void master_on_shutdown_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct master *m = t->data;
+    if (!m->killed) {
+        log_warn("shutdown_timeout (%" PRIu64 " ms) passed; killing what is left",
+                 m->cfg->shutdown_timeout_ms);
+        m->forced = true;
+        m->killed = true;
+        master_kill_all(m);
+        ev_timer_set(t, MASTER_KILL_GRACE, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
+    /* SIGKILL was sent and still some worker has not been reaped (stuck in the kernel).
+     * Nothing more can be done from here; exit and let our own supervisor see status 1. */
+    log_error("workers still not reaped %.0f s after SIGKILL; exiting anyway", MASTER_KILL_GRACE);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* cleanup: the master removes what it created in the file system while workers clean up. The
+ * listen sockets themselves stay open until exit: only their names go. */
+static void master_on_phase(struct shutdown *s, enum wire_phase phase, void *data)
+{
+    struct master *m = data;
+    if (phase != WIRE_PHASE_CLEANUP) {
+        return;
+    }
+    control_close(m->control);
+    m->control = NULL;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        struct app *app = m->apps[i];
+        for (size_t j = 0; j < app->n_listeners; j++) {
+            struct listener *l = &app->listeners[j];
+            if (l->created_path) {
+                unlink(((const struct sockaddr_un *)&l->addr.sa)->sun_path);
+                l->created_path = false;
+            }
+        }
+    }
+    if (m->cfg->pid_file) {
+        unlink(m->cfg->pid_file);
+    }
+}
+
+static void master_on_shutdown_done(struct shutdown *s, bool forced, void *data)
+{
+    struct master *m = data;
+    m->shutdown = NULL;
+    m->forced |= forced;
+    if (master_all_stopped(m)) {
+        ev_break(m->loop, EVBREAK_ALL);
+    }
+}
+
+void master_stop(struct master *m, bool fast)
+{
+    if (m->state == MASTER_STOPPING) {
+        if (fast && !m->killed) {
+            log_warn("fast shutdown: killing every worker now");
+            m->forced = true;
+            m->killed = true;
+            master_kill_all(m);
+            ev_timer_stop(m->loop, &m->shutdown_w);
+            ev_timer_set(&m->shutdown_w, MASTER_KILL_GRACE, 0.);
+            ev_timer_start(m->loop, &m->shutdown_w);
+        }
+        return;
+    }
+    /* initiated: from here on the master reports not-ready. */
+    m->state = MASTER_STOPPING;
+    log_info("shutdown initiated%s", fast ? " (fast)" : "");
+    master_tell_systemd(m, "STOPPING=1");
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        app_halt(m->apps[i]);
+        n += app_live_count(m->apps[i]);
+    }
+    struct worker **ws = calloc(n ? n : 1, sizeof *ws);
+    size_t k = 0;
+    for (size_t i = 0; ws && i < m->n_apps; i++) {
+        k += app_collect_workers(m->apps[i], ws + k, n - k);
+    }
+    struct shutdown_timeouts t;
+    shutdown_timeouts_from_config(&t, m, m->cfg->shutdown_timeout_ms);
+    if (!ws || shutdown_start(m, NULL, ws, k, &t, master_on_phase, master_on_shutdown_done, m,
+                              &m->shutdown) < 0) {
+        log_error("cannot start the shutdown phases: out of memory; killing the workers");
+        fast = true;
+    }
+    free(ws);
+    ev_timer_set(&m->shutdown_w, (double)m->cfg->shutdown_timeout_ms / 1000.0 + MASTER_KILL_GRACE,
+                 0.);
+    ev_timer_start(m->loop, &m->shutdown_w);
+    if (fast) {
+        m->forced = true;
+        m->killed = true;
+        master_kill_all(m);
+    }
+}
+
+/* ---- signals ---- */
+
+static void master_scale_all(struct master *m, int delta)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        struct app *app = m->apps[i];
+        if (app->state != APP_RUNNING) {
+            continue;
+        }
+        if (delta < 0 && app->n_slots <= 1) {
+            log_record(LOG_WARN, (struct log_origin){app->name, -1, 0}, NULL,
+                       "SIGTTOU: already at one worker; not scaling below it");
+            continue;
+        }
+        (void)app_scale_to(app, app->n_slots + (unsigned)delta);
+    }
+}
+
+static void master_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    struct master *m = s->data;
+    switch (s->signum) {
+    case SIGTERM:
+    case SIGINT:
+        /* A second TERM or INT while stopping is the impatient operator: force it. */
+        master_stop(m, m->state == MASTER_STOPPING);
+        break;
+    case SIGQUIT:
+        master_stop(m, true);
+        break;
+    case SIGHUP: {
+        char *why = NULL;
+        if (master_reload(m, NULL, NULL, NULL, &why) < 0) {
+            log_error("SIGHUP: reload refused: %s", why ? why : "out of memory");
+        }
+        free(why);
+        break;
+    }
+    case SIGUSR1: {
+        int r = log_reopen();
+        if (r < 0) {
+            log_error("reopening log_file '%s' failed: %s", m->cfg->log_file, strerror(-r));
+        } else {
+            log_info("log file reopened");
+        }
+        break;
+    }
+    case SIGTTIN:
+        if (m->state == MASTER_RUNNING) {
+            master_scale_all(m, +1);
+        }
+        break;
+    case SIGTTOU:
+        if (m->state == MASTER_RUNNING) {
+            master_scale_all(m, -1);
+        }
+        break;
+    }
+}
+
+void master_send_metrics_page(struct master *m, struct worker *w, const char *format)
+{
+    const char *fmt = format ? format : "text";
+    char *body = NULL;
+    size_t len = 0;
+    int r = admin_render_metrics(m, fmt, &body, &len);
+    if (r < 0) {
+        log_record(LOG_WARN, (struct log_origin){w->app->name, (int)w->slot, w->pid}, NULL,
+                   "get_metrics: %s", r == -EINVAL ? "unknown format" : strerror(-r));
+        return;
+    }
+    struct wire_msg msg = {.type = WIRE_METRICS_PAGE, .format = (char *)fmt, .body = body};
+    if (channel_send(&w->ch, &msg) == -ENOBUFS) {
+        log_record(LOG_WARN, (struct log_origin){w->app->name, (int)w->slot, w->pid}, NULL,
+                   "get_metrics: the worker is not reading its channel; page dropped");
+    }
+    free(body);
+}
+
+/* ---- sd_notify from workers ---- */
+
+static void master_on_notify(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct master *m = io->data;
+    char buf[NOTIFY_DATAGRAM_MAX + 1];
+    /* A bounded number per wakeup, so a worker spamming datagrams cannot starve the loop. */
+    for (int i = 0; i < 64; i++) {
+        pid_t pid = 0;
+        ssize_t n = notify_receive(m->notify_fd, buf, &pid);
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            return;
+        }
+        if (n < 0) {
+            continue;
+        }
+        struct worker *w = master_worker_by_pid(m, pid);
+        if (!w) {
+            /* A worker's child in the worker's process group speaks for it, as systemd's
+             * NotifyAccess=all allows for the unit's processes. */
+            pid_t pgid = getpgid(pid);
+            w = pgid > 0 ? master_worker_by_pid(m, pgid) : NULL;
+        }
+        struct notify_msg msg;
+        if (!w || notify_parse(buf, (size_t)n, &msg) < 0) {
+            continue;
+        }
+        if (msg.status) {
+            worker_set_status(w, msg.status);
+        }
+        if (msg.ready) {
+            worker_on_ready_signal(w, "sd_notify");
+        }
+    }
+}
+
+/* ---- setup ---- */
+
+/* mkdir -p for the state directory; returns 0 or -errno. */
+static int master_mkdirs(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        return -ENAMETOOLONG;
+    }
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0755) == -1 && errno != EEXIST) {
+                return -errno;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0755) == -1 && errno != EEXIST) {
+        return -errno;
+    }
+    return 0;
+}
+
+static int master_write_pid_file(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        return -ENAMETOOLONG;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        return -errno;
+    }
+    char line[32];
+    int n = snprintf(line, sizeof line, "%d\n", (int)getpid());
+    int r = write(fd, line, (size_t)n) == n ? 0 : -EIO;
+    close(fd);
+    if (r == 0 && rename(tmp, path) == -1) {
+        r = -errno;
+    }
+    if (r < 0) {
+        unlink(tmp);
+    }
+    return r;
+}
+
+/*
+ * After the last worker has gone, descendants that left their worker's process group may still
+ * be ours (we are their subreaper). None may outlive the master: they get SIGKILL, and as the
+ * master exits right after, whoever inherits them next reaps them.
+ */
+static void master_kill_orphans(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        return;
+    }
+    char line[4096];
+    if (fgets(line, sizeof line, f)) {
+        char *p = line;
+        for (;;) {
+            char *end;
+            long pid = strtol(p, &end, 10);
+            if (end == p) {
+                break;
+            }
+            if (pid > 0) {
+                log_warn("killing leftover process %ld (a descendant of a worker)", pid);
+                (void)kill((pid_t)pid, SIGKILL);
+            }
+            p = end;
+        }
+    }
+    fclose(f);
+}
+
+static int master_setup(struct master *m)
+{
+    struct config *cfg = m->cfg;
+    int r;
+
+    master_setup_systemd(m);
+
+    /* Orphaned descendants of workers are reparented to us, not to init, so we reap them and
+     * they never become zombies, also when drover is PID 1 in a container. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {
+        log_warn("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", strerror(errno));
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    m->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (m->null_fd == -1) {
+        r = -errno;
+        log_error("open('/dev/null') failed: %s", strerror(-r));
+        return r;
+    }
+
+    r = master_mkdirs(cfg->state_dir);
+    if (r < 0) {
+        log_error("mkdir('%s') failed: %s", cfg->state_dir, strerror(-r));
+        return r;
+    }
+    m->state_dir = realpath(cfg->state_dir, NULL);
+    if (!m->state_dir) {
+        r = -errno;
+        log_error("realpath('%s') failed: %s", cfg->state_dir, strerror(-r));
+        return r;
+    }
+
+    /* The abstract namespace: no file to clean up or to leave behind, and a worker that runs as
+     * another user can still send to it. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (asprintf(&m->notify_path, "@drover/%d/%lx/notify", (int)getpid(),
+                 (unsigned long)ts.tv_nsec) == -1) {
+        m->notify_path = NULL;
+        return -ENOMEM;
+    }
+    m->notify_fd = notify_open(m->notify_path);
+    if (m->notify_fd < 0) {
+        r = m->notify_fd;
+        log_error("bind('%s') failed: %s", m->notify_path, strerror(-r));
+        return r;
+    }
+    ev_io_init(&m->notify_w, master_on_notify, m->notify_fd, EV_READ);
+    m->notify_w.data = m;
+    ev_io_start(m->loop, &m->notify_w);
+
+    /* The control socket first: if another drover runs with the same socket, say that, rather
+     * than fail later on its listen addresses. */
+    r = control_open(m, &m->control);
+    if (r < 0) {
+        return r;
+    }
+
+    r = admin_open(m, &m->admin);
+    if (r < 0) {
+        return r;
+    }
+
+    /* Every listen address of every app is bound before any worker starts. */
+    m->apps = calloc(cfg->n_apps, sizeof *m->apps);
+    if (!m->apps) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        const struct address *failed = NULL;
+        r = app_new(m, cfg, &cfg->apps[i], &m->apps[i], &failed);
+        if (r < 0) {
+            if (failed) {
+                log_record(LOG_ERROR, (struct log_origin){cfg->apps[i].name, -1, 0}, NULL,
+                           "bind('%s') failed: %s", failed->text, strerror(-r));
+            } else if (r != -ESRCH && r != -EPERM) {
+                log_record(LOG_ERROR, (struct log_origin){cfg->apps[i].name, -1, 0}, NULL,
+                           "creating app failed: %s", strerror(-r));
+            }
+            return r;
+        }
+        m->n_apps++;
+    }
+
+    if (cfg->pid_file) {
+        r = master_write_pid_file(cfg->pid_file);
+        if (r < 0) {
+            log_error("writing pid_file '%s' failed: %s", cfg->pid_file, strerror(-r));
+            return r;
+        }
+    }
+
+    for (size_t i = 0; i < sizeof master_signals / sizeof master_signals[0]; i++) {
+        ev_signal_init(&m->signal_w[i], master_on_signal, master_signals[i]);
+        m->signal_w[i].data = m;
+        ev_signal_start(m->loop, &m->signal_w[i]);
+    }
+    ev_prepare_init(&m->sweep_w, master_on_sweep);
+    m->sweep_w.data = m;
+    ev_prepare_start(m->loop, &m->sweep_w);
+    ev_init(&m->shutdown_w, master_on_shutdown_timer);
+    m->shutdown_w.data = m;
+    return 0;
+}
+
+static void master_teardown(struct master *m)
+{
+    for (size_t i = 0; i < sizeof master_signals / sizeof master_signals[0]; i++) {
+        ev_signal_stop(m->loop, &m->signal_w[i]);
+    }
+    ev_prepare_stop(m->loop, &m->sweep_w);
+    ev_timer_stop(m->loop, &m->shutdown_w);
+    shutdown_abandon_all(m);
+    for (size_t i = 0; i < m->n_apps; i++) {
+        struct app *app = m->apps[i];
+        /* Workers still listed here could not be reaped in time; they are SIGKILLed already
+         * and are not ours to wait for any longer. */
+        while (app->workers) {
+            struct worker *w = app->workers;
+            app->workers = w->next;
+            ev_child_stop(m->loop, &w->child_w);
+            worker_kill(w);
+            channel_close(&w->ch);
+            worker_free(w);
+        }
+        app_free(app);
+    }
+    master_sweep(m);
+    free(m->apps);
+    control_close(m->control);
+    admin_close(m->admin);
+    if (m->notify_fd >= 0) {
+        ev_io_stop(m->loop, &m->notify_w);
+        close(m->notify_fd);
+    }
+    if (m->null_fd >= 0) {
+        close(m->null_fd);
+    }
+    if (m->cfg->pid_file) {
+        unlink(m->cfg->pid_file);
+    }
+    free(m->notify_path);
+    free(m->systemd_socket);
+    free(m->status_line);
+    ev_timer_stop(m->loop, &m->watchdog_w);
+    free(m->state_dir);
+    config_unref(m->cfg);
+}
+
+int master_run(struct config *cfg)
+{
+    struct master master = {.cfg = cfg, .notify_fd = -1, .null_fd = -1};
+    struct master *m = &master;
+    int status = MASTER_EXIT_STARTUP;
+
+    m->loop = ev_default_loop(EVFLAG_AUTO);
+    if (!m->loop) {
+        fprintf(stderr, "drover: cannot create the event loop\n");
+        config_free(cfg);
+        return MASTER_EXIT_STARTUP;
+    }
+    m->started_at = ev_now(m->loop);
+    log_attach(m->loop);
+    m->state = MASTER_STARTING;
+    if (master_setup(m) < 0) {
+        goto out;
+    }
+    log_info("drover %s started (pid %d, %zu app%s)", DROVER_VERSION, (int)getpid(), m->n_apps,
+             m->n_apps == 1 ? "" : "s");
+    m->state = MASTER_RUNNING;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        app_start(m->apps[i]);
+    }
+    ev_run(m->loop, 0);
+    master_kill_orphans();
+    status = m->forced ? MASTER_EXIT_FORCED : MASTER_EXIT_CLEAN;
+    log_info("drover stopped%s", m->forced ? " (forced)" : "");
+out:
+    master_teardown(m);
+    return status;
+}

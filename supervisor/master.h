@@ -1,0 +1,104 @@
+/*
+ * master: the loop root. It owns the config, the apps, the signal watchers, the NOTIFY_SOCKET
+ * shared by all workers, and the supervisor's own lifecycle: starting -> running -> stopping.
+ *
+ * Everything the master does happens in libev callbacks on one loop; nothing blocks. Signals
+ * arrive as ev_signal events (never work in a handler), children as ev_child events (libev
+ * reaps, including orphans reparented to us as child subreaper). Objects whose callback is
+ * running are never freed in place: they go on a sweep list that an ev_prepare watcher empties
+ * before the loop next waits.
+ */
+#pragma once
+
+#include <ev.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+struct app;
+struct worker;
+struct control;
+struct admin;
+struct shutdown;
+
+enum master_state { MASTER_STARTING, MASTER_RUNNING, MASTER_STOPPING };
+
+/* The supervisor's exit status (SPEC section 2); main() maps errors to these. */
+enum master_exit { MASTER_EXIT_CLEAN = 0, MASTER_EXIT_FORCED = 1, MASTER_EXIT_STARTUP = 3 };
+
+struct master {
+    struct ev_loop *loop;
+    struct config *cfg;
+    struct app **apps;
+    size_t n_apps;
+    enum master_state state;
+    int exit_status;
+    bool forced;                /* a phase timed out or something had to be killed */
+    bool killed;                /* SIGKILL went to every worker (fast path or last resort) */
+    struct shutdown *shutdown;  /* the supervisor's phase run, while it lasts */
+    struct shutdown *shutdowns; /* every phase run in progress (owned by shutdown.c) */
+    ev_tstamp started_at;
+    ev_signal signal_w[9];
+    int notify_fd;
+    char *notify_path;          /* what workers get as NOTIFY_SOCKET */
+    ev_io notify_w;
+    ev_prepare sweep_w;
+    struct worker *dead;        /* exited workers waiting to be freed */
+    struct app *dead_apps;      /* apps removed by a reload, freed by the sweeper */
+    struct master_reload *reloads;  /* reload requests in progress */
+    ev_timer shutdown_w;        /* shutdown_timeout */
+    int null_fd;                /* /dev/null, a worker's stdin */
+    char *state_dir;            /* absolute */
+    char *systemd_socket;       /* our own supervisor's NOTIFY_SOCKET; never given to workers */
+    bool systemd_ready_sent;
+    ev_timer watchdog_w;        /* WATCHDOG=1 at half of WATCHDOG_USEC */
+    char *status_line;          /* the last STATUS= sent, to send only changes */
+    struct control *control;
+    struct admin *admin;
+};
+
+/*
+ * Runs the supervisor for cfg (taking ownership of it) until it stops. Returns the exit status
+ * (MASTER_EXIT_*). Startup failures are logged here, naming the address or path and the errno.
+ */
+int master_run(struct config *cfg);
+
+/* Begins the supervisor's shutdown; fast = kill everything now. */
+void master_stop(struct master *m, bool fast);
+
+/*
+ * A reload (SPEC section 5): re-reads the config file (the quick start reuses its config), then
+ * rolls every app (or app_name only) to it; without app_name, apps new in the file start and
+ * apps gone from it stop. An invalid file changes nothing: returns -EINVAL with the file:line
+ * message in *ret_error (malloc'd). Progress and the final result {"ok":..,"apps":[..]} go to
+ * report (may be NULL: results are logged). Returns 0 or -errno.
+ */
+typedef void (*master_report_fn)(json_t *msg, bool final, void *data);
+int master_reload(struct master *m, const char *app_name, master_report_fn report, void *data,
+                  char **ret_error);
+
+/* The requester of a reload went away; no more reports to data. */
+void master_forget(struct master *m, void *data);
+
+/* Hands an exited worker to the sweeper. */
+void master_defer_free(struct master *m, struct worker *w);
+
+/* Something about app's workers changed (one became ready, one exited): lets waiters such as
+ * control requests and the readiness reported to systemd look again. */
+void master_on_app_changed(struct master *m, struct app *app);
+
+/* Called by an app once its last worker has gone while it was stopping. */
+void master_on_app_stopped(struct master *m, struct app *app);
+
+struct app *master_app_find(struct master *m, const char *name);
+struct worker *master_worker_by_pid(struct master *m, pid_t pid);
+
+/* Answers a worker's get_metrics with the combined page over its channel (SPEC section 4).
+ * format: "text" (default) or "json". */
+void master_send_metrics_page(struct master *m, struct worker *w, const char *format);
+
+/* Every app has at least one ready worker and no shutdown began. */
+bool master_is_ready(const struct master *m);

@@ -1,0 +1,109 @@
+/*
+ * metrics: every worker's latest snapshot, merged per app (SPEC section 6). Pure: no I/O.
+ *
+ * Counters and histograms are summed over live workers plus what every exited worker had
+ * counted when it left, so a counter on the combined page never goes down through crashes,
+ * reloads and scale-downs; gauges follow their merge mode. Every store is bounded (families and
+ * series per worker and per app); what does not fit is refused and counted.
+ *
+ * A family (name) has one definition per app: the first one seen. A worker whose family
+ * disagrees with it (another type, other histogram buckets, another gauge merge mode) has that
+ * family kept apart: it is not merged into nonsense but left off the page and counted as a
+ * conflict, while the rest of its snapshot counts. A definition is forgotten once nothing uses
+ * it (no live snapshot, no retired totals), so a gauge may change type across a reload.
+ *
+ * "Series" in the limits means what Prometheus stores: one per counter or gauge sample, and for
+ * a histogram sample one per bucket plus +Inf, _sum and _count.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prom.h"
+
+/* Per worker snapshot. */
+#define METRICS_MAX_FAMILIES 1000
+#define METRICS_MAX_SERIES 10000
+#define METRICS_MAX_BUCKETS 100
+#define METRICS_MAX_LABELS 32
+/* Per app: distinct series on the page (retired totals included), family definitions, and
+ * series held across all live snapshots (the memory bound: up to METRICS_MAX_SERIES each). */
+#define METRICS_MAX_APP_SERIES 20000
+#define METRICS_MAX_APP_FAMILIES 2000
+#define METRICS_MAX_APP_STORED 1000000
+
+/* Why a whole snapshot was refused (the previous one is kept). */
+enum metrics_refusal {
+    METRICS_REFUSED_MALFORMED,      /* not the family format of SPEC section 4 */
+    METRICS_REFUSED_WORKER_LIMIT,   /* over METRICS_MAX_FAMILIES or METRICS_MAX_SERIES */
+    METRICS_REFUSED_APP_LIMIT,      /* would take the app over its limits */
+    METRICS_REFUSED_COUNT,
+};
+
+struct metrics_stats {
+    uint64_t accepted;                          /* snapshots taken */
+    uint64_t refused[METRICS_REFUSED_COUNT];    /* snapshots refused, by reason */
+    size_t conflicts;   /* families kept apart now: in live workers' latest snapshots, plus those
+                         * the last page build had to leave out (see metrics_page_build) */
+    size_t series;      /* distinct series, retired totals included */
+    size_t workers;     /* live workers with a snapshot */
+};
+
+struct metrics_app;
+
+/* A store for one app. Returns 0 or -ENOMEM. */
+int metrics_app_new(const char *app, struct metrics_app **ret);
+void metrics_app_free(struct metrics_app *ma);
+
+/*
+ * Replaces the snapshot of worker `key` (unique per worker process for the master's life) in
+ * slot `slot` with families (a JSON array as sent on the channel; borrowed). Returns 0, or
+ * -EPROTO with a static reason in *ret_error when the snapshot is malformed (the previous
+ * snapshot is kept), or -E2BIG when it is over the bounds (the previous one is kept too).
+ * Families in conflict with the app's definitions are left out and counted, without error.
+ */
+int metrics_app_update(struct metrics_app *ma, uint64_t key, int slot, json_t *families,
+                       double now, const char **ret_error);
+
+/* The worker exited: its counters and histograms are folded into the app's retired totals and
+ * its gauges dropped. Unknown keys are ignored. */
+void metrics_app_retire(struct metrics_app *ma, uint64_t key);
+
+/* metrics_per_worker (SPEC section 3): also show each live worker's own series with
+ * worker="SLOT". */
+void metrics_app_set_per_worker(struct metrics_app *ma, bool on);
+
+/* When worker `key` last had a snapshot accepted (the `now` of that update): 0 and *ret_at, or
+ * -ENOENT when it has none. */
+int metrics_app_snapshot_time(const struct metrics_app *ma, uint64_t key, double *ret_at);
+
+void metrics_app_stats(const struct metrics_app *ma, struct metrics_stats *ret);
+
+/* "malformed", "worker_limit", "app_limit"; NULL out of range. */
+const char *metrics_refusal_to_string(enum metrics_refusal reason);
+
+/*
+ * The merged page of several apps, ready for prom_format_text / prom_format_json: families
+ * sorted by name, each printed once with the samples of every app (label app="NAME" first).
+ *
+ * Two apps can use one name for different things (a counter here, a gauge there, or other
+ * histogram buckets); one TYPE line cannot describe both, so the first app (in the order given)
+ * keeps the name and the others' family is left out and counted as a conflict of their app. The
+ * same goes for a family whose name a histogram's series would also produce (X_bucket, X_sum,
+ * X_count next to histogram X).
+ *
+ * The page points into the apps' stores: it is valid until the next update, retire or page
+ * build on any of them, and is released with metrics_page_done().
+ */
+struct metrics_page {
+    struct prom_family *families;
+    size_t n_families;
+    struct prom_sample *samples;    /* every family's samples, in one array */
+};
+
+/* Builds the page of the n apps. Returns 0 or -ENOMEM (*ret is then empty). */
+int metrics_page_build(struct metrics_app *const *apps, size_t n, struct metrics_page *ret);
+void metrics_page_done(struct metrics_page *page);

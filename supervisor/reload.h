@@ -1,0 +1,55 @@
+/*
+ * reload: replacing an app's workers without dropping capacity (SPEC section 5, "Rolling
+ * reload"). One engine serves a rolling reload to a new config, `droverctl restart`, and the
+ * replacement of a worker over its memory limit: for each batch of reload_batch slots, start a
+ * new worker beside the old one, wait until it is ready, then retire the old one through the
+ * six phases (bounded by kill_timeout). The new worker counts toward capacity before the old one
+ * stops counting, so capacity never drops below the configured number.
+ *
+ * If a new worker exits or misses ready_timeout, the replacement stops: workers of the failed
+ * batch are removed, slots not yet replaced keep their old workers, and for a reload the slots
+ * already replaced are rolled back to the old config the same surge-then-retire way. The caller
+ * gets one JSON result: outcome, generation, duration, and each slot's old and new pid with
+ * timings; progress records stream to it on the way.
+ *
+ * One replacement per app at a time (app->reload); a second request is refused with -EBUSY.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "worker.h"
+
+struct app;
+struct config;
+struct config_app;
+struct reload;
+
+/* Progress (final = false) or the result (final = true, then the reload is gone). msg is
+ * borrowed for the call. */
+typedef void (*reload_report_fn)(json_t *msg, bool final, void *data);
+
+/*
+ * Starts replacing slots of app (all slots when slots is NULL). With new_cfg (a section of
+ * owner), the app moves to that config and a new generation: a reload. Without, the workers are
+ * replaced as they are (restart, memory). Returns 0, -EBUSY when the app is already replacing,
+ * -EINVAL when the app is not running, or -errno when a new listen address cannot be bound
+ * (then *ret_error names it). report may be NULL.
+ */
+int reload_start(struct app *app, struct config *owner, const struct config_app *new_cfg,
+                 const unsigned *slots, size_t n_slots, enum worker_reason reason,
+                 reload_report_fn report, void *data, char **ret_error);
+
+/* The requester went away: no more reports to it. */
+void reload_forget(struct reload *r, void *data);
+
+/* From the app. Return true when the event belongs to the replacement, which then handles it
+ * (the app does not apply its restart policy). */
+bool reload_on_worker_ready(struct reload *r, struct worker *w);
+bool reload_on_worker_exit(struct reload *r, struct worker *w);
+
+/* The app is being stopped or removed: the replacement ends as failed, killing its surge
+ * workers. */
+void reload_abort(struct reload *r, const char *why);

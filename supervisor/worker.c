@@ -1,0 +1,729 @@
+/*
+ * worker: one worker process. See worker.h for the state machine.
+ *
+ * Spawning builds the worker's whole world in the parent, in this order: pipes for stdout and
+ * stderr, the channel socketpair, the environment of SPEC section 4, the fd plan (stdin from
+ * /dev/null, the two pipes, the listen sockets at 3.., the channel after them), then spawn. The
+ * parent's copies of the child's ends are closed right after fork, so a worker's exit is seen
+ * as EOF on its pipes and channel.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "log.h"
+#include "logbuf.h"
+#include "metrics.h"
+#include "master.h"
+#include "shutdown.h"
+#include "spawn.h"
+
+extern char **environ;
+
+/* Output bytes read per wakeup from one pipe, so a chatty worker cannot starve the loop. */
+#define WORKER_OUTPUT_BUDGET (64u * 1024u)
+
+const char *worker_state_to_string(enum worker_state state)
+{
+    switch (state) {
+    case WORKER_STARTING:
+        return "starting";
+    case WORKER_READY:
+        return "ready";
+    case WORKER_DRAINING:
+        return "draining";
+    case WORKER_STOPPING:
+        return "stopping";
+    case WORKER_EXITED:
+        return "exited";
+    }
+    return "unknown";
+}
+
+const char *worker_reason_to_string(enum worker_reason reason)
+{
+    switch (reason) {
+    case WORKER_REASON_CRASH:
+        return "crash";
+    case WORKER_REASON_MEMORY:
+        return "memory";
+    case WORKER_REASON_RELOAD:
+        return "reload";
+    case WORKER_REASON_MANUAL:
+        return "manual";
+    case WORKER_REASON_COUNT:
+        break;
+    }
+    return "unknown";
+}
+
+bool worker_is_alive(const struct worker *w)
+{
+    return w->pid > 0;
+}
+
+static struct log_origin worker_origin(const struct worker *w)
+{
+    return (struct log_origin){w->app->name, (int)w->slot, w->pid ? w->pid : w->last_pid};
+}
+
+static struct ev_loop *worker_loop(const struct worker *w)
+{
+    return w->app->m->loop;
+}
+
+/* The one place a worker's state changes, and the one log record for it. */
+static void worker_set_state(struct worker *w, enum worker_state state, const char *why)
+{
+    if (w->state == state) {
+        return;
+    }
+    w->state = state;
+    json_t *f = json_pack("{s:s, s:i}", "state", worker_state_to_string(state), "generation",
+                          (int)w->generation);
+    log_record(state == WORKER_EXITED && !w->stop_requested ? LOG_WARN : LOG_INFO,
+               worker_origin(w), f, "worker %s%s%s", worker_state_to_string(state),
+               why ? ": " : "", why ? why : "");
+}
+
+void worker_signal(struct worker *w, int sig)
+{
+    if (w->pid <= 0) {
+        return;
+    }
+    /* The worker leads its own process group from its setsid() on; in the instant between fork
+     * and setsid the group does not exist yet, and the pid alone is the target. */
+    if (kill(-w->pid, sig) == -1 && errno == ESRCH) {
+        (void)kill(w->pid, sig);
+    }
+}
+
+void worker_kill(struct worker *w)
+{
+    worker_signal(w, SIGKILL);
+}
+
+/* ---- output: stdout and stderr lines become log records ---- */
+
+static void worker_output_line(struct worker *w, int stream, const char *line, size_t len)
+{
+    if (len > 0 && line[len - 1] == '\r') {
+        len--;
+    }
+    struct log_origin origin = worker_origin(w);
+    logbuf_append(w->app->logbuf, origin.slot, origin.pid, stream == 1, line, len);
+    if (log_worker_line(origin, stream == 1, line, len) == -ENOBUFS) {
+        w->app->log_dropped++;
+    }
+}
+
+/* Reads what is there; returns false at EOF or on error (the pipe is then closed). */
+static bool worker_output_read(struct worker *w, int stream, size_t budget)
+{
+    struct worker_output *o = &w->out[stream];
+    while (budget > 0) {
+        ssize_t n = read(o->fd, o->line + o->len, sizeof o->line - o->len);
+        if (n == -1 && errno == EINTR) {
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return true;
+        }
+        if (n <= 0) {
+            if (o->len > 0) {
+                worker_output_line(w, stream, o->line, o->len);
+                o->len = 0;
+            }
+            return false;
+        }
+        budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+        size_t end = o->len + (size_t)n;
+        size_t start = 0;
+        for (size_t i = o->len; i < end; i++) {
+            if (o->line[i] == '\n') {
+                worker_output_line(w, stream, o->line + start, i - start);
+                start = i + 1;
+            }
+        }
+        if (start == 0 && end == sizeof o->line) {
+            /* A line longer than the buffer is emitted in pieces rather than held. */
+            worker_output_line(w, stream, o->line, end);
+            start = end;
+        }
+        memmove(o->line, o->line + start, end - start);
+        o->len = end - start;
+    }
+    return true;
+}
+
+static void worker_output_close(struct worker *w, int stream)
+{
+    struct worker_output *o = &w->out[stream];
+    if (o->fd == -1) {
+        return;
+    }
+    ev_io_stop(worker_loop(w), &o->io_w);
+    close(o->fd);
+    o->fd = -1;
+}
+
+static void worker_on_output(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = io->data;
+    int stream = io == &w->out[0].io_w ? 0 : 1;
+    if (!worker_output_read(w, stream, WORKER_OUTPUT_BUDGET)) {
+        worker_output_close(w, stream);
+    }
+}
+
+/* ---- readiness ---- */
+
+static void worker_become_ready(struct worker *w, const char *via)
+{
+    if (w->state != WORKER_STARTING) {
+        return;
+    }
+    ev_timer_stop(worker_loop(w), &w->timer_w);
+    w->ready_at = ev_now(worker_loop(w));
+    char why[96];
+    snprintf(why, sizeof why, "via %s after %.0f ms", via, (w->ready_at - w->started_at) * 1000);
+    worker_set_state(w, WORKER_READY, why);
+    app_on_worker_ready(w->app, w);
+}
+
+void worker_on_ready_signal(struct worker *w, const char *via)
+{
+    if (w->cfg->ready == READY_NOTIFY) {
+        worker_become_ready(w, via);
+    }
+}
+
+void worker_set_status(struct worker *w, const char *text)
+{
+    char *copy = strndup(text, 512);
+    if (copy) {
+        free(w->status_text);
+        w->status_text = copy;
+    }
+}
+
+static void worker_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+    if (w->state == WORKER_STARTING) {
+        if (w->cfg->ready == READY_DELAY) {
+            worker_become_ready(w, "ready_delay");
+            return;
+        }
+        /* Not ready in time is a failed start: kill it; its exit goes through the usual crash
+         * path, so a worker that never becomes ready backs off like one that crashes. */
+        log_record(LOG_ERROR, worker_origin(w), NULL,
+                   "worker not ready after %" PRIu64 " ms (ready_timeout); killing it",
+                   w->cfg->ready_timeout_ms);
+        worker_kill(w);
+        return;
+    }
+}
+
+/* ---- the channel ---- */
+
+static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void *data)
+{
+    struct worker *w = data;
+    w->channel_used = true;
+    switch (msg->type) {
+    case WIRE_PHASE_DONE:
+        shutdown_on_phase_done(w, msg->phase);
+        break;
+    case WIRE_READY:
+        worker_on_ready_signal(w, "channel");
+        break;
+    case WIRE_STATUS:
+        worker_set_status(w, msg->text ? msg->text : "");
+        break;
+    case WIRE_METRICS: {
+        const char *why = NULL;
+        int r = metrics_app_update(w->app->metrics, w->id, (int)w->slot, msg->families,
+                                   ev_now(worker_loop(w)), &why);
+        if (r < 0 && !w->metrics_warned) {
+            /* Once per worker: a broken exporter would otherwise flood the log every second. */
+            w->metrics_warned = true;
+            log_record(LOG_WARN, worker_origin(w), NULL, "metrics snapshot refused: %s",
+                       r == -E2BIG ? "over the series limit" : why ? why : "malformed");
+        }
+        break;
+    }
+    case WIRE_GET_METRICS:
+        master_send_metrics_page(w->app->m, w, msg->format);
+        break;
+    case WIRE_HEARTBEAT:
+        break;
+    case WIRE_PHASE:
+    case WIRE_COLLECT:
+    case WIRE_METRICS_PAGE:
+        /* Master-to-worker messages coming the wrong way: the worker is confused. */
+        log_record(LOG_WARN, worker_origin(w), NULL, "channel: unexpected '%s' from worker",
+                   wire_type_to_string(msg->type));
+        break;
+    }
+}
+
+static void worker_on_channel_close(struct channel *ch, int err, void *data)
+{
+    struct worker *w = data;
+    if (err == 0 || w->pid == 0) {
+        return;
+    }
+    log_record(LOG_WARN, worker_origin(w), NULL, "channel closed: %s",
+               err == -EPROTO     ? "protocol error (not a valid message)"
+               : err == -EMSGSIZE ? "line over 1 MiB"
+                                  : strerror(-err));
+}
+
+/* ---- exec outcome and exit ---- */
+
+/* Reads the spawn error pipe: 4+4 bytes = a step failed, EOF = exec succeeded. Returns true when
+ * the outcome is known (the pipe is then closed). */
+static bool worker_read_errpipe(struct worker *w)
+{
+    struct spawn_error e;
+    ssize_t n = read(w->errpipe_fd, &e, sizeof e);
+    if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+        return false;
+    }
+    ev_io_stop(worker_loop(w), &w->errpipe_w);
+    close(w->errpipe_fd);
+    w->errpipe_fd = -1;
+    if (n == (ssize_t)sizeof e) {
+        w->exec_failed = true;
+        log_record(LOG_ERROR, worker_origin(w), NULL, "%s('%s') failed: %s",
+                   spawn_step_to_string((enum spawn_step)e.step),
+                   e.step == SPAWN_STEP_CHDIR ? w->cfg->cwd : w->cfg->argv[0],
+                   strerror(e.err));
+    }
+    return true;
+}
+
+static void worker_on_errpipe(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = io->data;
+    if (!worker_read_errpipe(w) || w->exec_failed) {
+        return;
+    }
+    if (w->cfg->ready == READY_NONE) {
+        worker_become_ready(w, "exec");
+    }
+}
+
+static void worker_describe_exit(int status, char *buf, size_t size)
+{
+    if (WIFEXITED(status)) {
+        snprintf(buf, size, "exit code %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        snprintf(buf, size, "killed by signal %d (%s)", WTERMSIG(status),
+                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+    } else {
+        snprintf(buf, size, "status 0x%x", status);
+    }
+}
+
+static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
+{
+    struct worker *w = c->data;
+    /* Reaped: the pid may be reused from now on, so forget it before anything else. */
+    w->last_pid = w->pid;
+    w->pid = 0;
+    w->wait_status = c->rstatus;
+    ev_child_stop(loop, c);
+
+    /* Descendants left in the worker's process group would keep its listen socket and pipes.
+     * The group id cannot be handed to a new process while any member lives, so signalling
+     * the group of the reaped leader reaches only those descendants. */
+    (void)kill(-w->last_pid, SIGKILL);
+
+    ev_timer_stop(loop, &w->timer_w);
+    if (w->errpipe_fd != -1 && !worker_read_errpipe(w)) {
+        ev_io_stop(loop, &w->errpipe_w);
+        close(w->errpipe_fd);
+        w->errpipe_fd = -1;
+    }
+    /* Take what the worker wrote before it died, without waiting for a writer that may be a
+     * descendant that escaped the group. */
+    for (int s = 0; s < 2; s++) {
+        if (w->out[s].fd != -1) {
+            worker_output_read(w, s, WORKER_LINE_MAX * 4);
+            if (w->out[s].len > 0) {
+                worker_output_line(w, s, w->out[s].line, w->out[s].len);
+                w->out[s].len = 0;
+            }
+            worker_output_close(w, s);
+        }
+    }
+    channel_close(&w->ch);
+    if (w->stat_fd != -1) {
+        close(w->stat_fd);
+        w->stat_fd = -1;
+    }
+    char why[96];
+    worker_describe_exit(w->wait_status, why, sizeof why);
+    worker_set_state(w, WORKER_EXITED, why);
+    metrics_app_retire(w->app->metrics, w->id);
+    shutdown_on_worker_exit(w);
+    app_on_worker_exit(w->app, w);
+}
+
+/* ---- stopping ---- */
+
+void worker_set_retiring(struct worker *w, enum worker_state state)
+{
+    w->stop_requested = true;
+    if (w->state == WORKER_STARTING) {
+        ev_timer_stop(worker_loop(w), &w->timer_w);
+    }
+    if (w->state != WORKER_EXITED) {
+        worker_set_state(w, state, NULL);
+    }
+}
+
+/* ---- sampling ---- */
+
+int worker_sample(struct worker *w, ev_tstamp now)
+{
+    if (w->stat_fd == -1) {
+        return -ESRCH;
+    }
+    struct procstat st;
+    int r = procstat_read(w->stat_fd, &st);
+    if (r < 0) {
+        return r;
+    }
+    if (w->stat_at > 0 && now > w->stat_at && st.cpu_ns >= w->cpu_prev_ns) {
+        w->cpu_percent = (double)(st.cpu_ns - w->cpu_prev_ns) / 1e9 / (now - w->stat_at) * 100.0;
+    }
+    w->cpu_prev_ns = st.cpu_ns;
+    w->stat_at = now;
+    w->stat = st;
+    return 0;
+}
+
+/* ---- spawning ---- */
+
+/* Appends a malloc'd "KEY=VALUE" to env. */
+static int env_add(char ***env, size_t *n, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int env_add(char ***env, size_t *n, const char *key, const char *fmt, ...)
+{
+    char value[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(value, sizeof value, fmt, ap);
+    va_end(ap);
+    char *entry = NULL;
+    if (asprintf(&entry, "%s=%s", key, value) == -1) {
+        return -ENOMEM;
+    }
+    (*env)[(*n)++] = entry;
+    return 0;
+}
+
+static bool env_is_ours(const char *entry)
+{
+    static const char *const ours[] = {"LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
+                                       "NOTIFY_SOCKET=", "DROVER_", "WATCHDOG_USEC=",
+                                       "WATCHDOG_PID="};
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
+        if (strncmp(entry, ours[i], strlen(ours[i])) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether a config env entry overrides (has the same key as) the inherited entry. */
+static bool env_overridden(const struct config_app *cfg, const char *entry)
+{
+    size_t klen = strcspn(entry, "=");
+    for (size_t i = 0; i < cfg->n_env; i++) {
+        if (strncmp(cfg->env[i], entry, klen) == 0 && cfg->env[i][klen] == '=') {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void env_free(char **env)
+{
+    if (!env) {
+        return;
+    }
+    for (char **e = env; *e; e++) {
+        free(*e);
+    }
+    free(env);
+}
+
+/*
+ * The worker's environment (SPEC section 4): drover's own minus what belongs to drover's
+ * supervisor (its NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*), the app's env lines, then drover's
+ * variables. *ret_pid_digits points into the LISTEN_PID entry for the child to fill.
+ */
+static int worker_build_env(struct worker *w, int channel_fd, char ***ret_env,
+                            char **ret_pid_digits)
+{
+    const struct config_app *cfg = w->cfg;
+    struct master *m = w->app->m;
+    size_t cap = 16 + cfg->n_env;
+    for (char **e = environ; *e; e++) {
+        cap++;
+    }
+    char **env = calloc(cap, sizeof *env);
+    size_t n = 0;
+    int r = -ENOMEM;
+    char *pid_digits = NULL;
+    if (!env) {
+        return -ENOMEM;
+    }
+    for (char **e = environ; *e; e++) {
+        if (env_is_ours(*e) || env_overridden(cfg, *e)) {
+            continue;
+        }
+        if (!(env[n] = strdup(*e))) {
+            goto out;
+        }
+        n++;
+    }
+    for (size_t i = 0; i < cfg->n_env; i++) {
+        if (!(env[n] = strdup(cfg->env[i]))) {
+            goto out;
+        }
+        n++;
+    }
+    if (cfg->n_listen > 0) {
+        /* Reserve room for any pid; the child writes the digits after fork. */
+        if (env_add(&env, &n, "LISTEN_PID", "%-20s", "") < 0) {
+            goto out;
+        }
+        pid_digits = env[n - 1] + strlen("LISTEN_PID=");
+        if (env_add(&env, &n, "LISTEN_FDS", "%zu", cfg->n_listen) < 0) {
+            goto out;
+        }
+        /* Each fd is named after its app, as systemd names fds after their unit. */
+        char names[4096];
+        size_t off = 0;
+        names[0] = '\0';
+        for (size_t i = 0; i < cfg->n_listen && off < sizeof names; i++) {
+            off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ":" : "",
+                                    w->app->name);
+        }
+        if (env_add(&env, &n, "LISTEN_FDNAMES", "%s", names) < 0) {
+            goto out;
+        }
+    }
+    if (env_add(&env, &n, "NOTIFY_SOCKET", "%s", m->notify_path) < 0 ||
+        env_add(&env, &n, "DROVER_CHANNEL_FD", "%d", channel_fd) < 0 ||
+        env_add(&env, &n, "DROVER_APP", "%s", w->app->name) < 0 ||
+        env_add(&env, &n, "DROVER_WORKER_ID", "%u", w->slot) < 0 ||
+        env_add(&env, &n, "DROVER_GENERATION", "%u", w->generation) < 0 ||
+        env_add(&env, &n, "DROVER_STATE_FILE", "%s/%s.%u.state", w->app->state_dir,
+                w->app->name, w->slot) < 0) {
+        goto out;
+    }
+    env[n] = NULL;
+    *ret_env = env;
+    *ret_pid_digits = pid_digits;
+    env = NULL;
+    r = 0;
+out:
+    if (env) {
+        env[n] = NULL;
+        env_free(env);
+    }
+    return r;
+}
+
+/* A close-on-exec pipe whose read end (ours) is non-blocking. */
+static int worker_pipe(int fds[2])
+{
+    if (pipe2(fds, O_CLOEXEC) == -1) {
+        return -errno;
+    }
+    int flags = fcntl(fds[0], F_GETFL);
+    (void)fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+    return 0;
+}
+
+static const char *worker_path_env(const struct config_app *cfg)
+{
+    for (size_t i = cfg->n_env; i > 0; i--) {
+        if (strncmp(cfg->env[i - 1], "PATH=", 5) == 0) {
+            return cfg->env[i - 1] + 5;
+        }
+    }
+    return getenv("PATH");
+}
+
+int worker_start(struct app *app, unsigned slot, unsigned generation, struct worker **ret)
+{
+    struct master *m = app->m;
+    struct ev_loop *loop = m->loop;
+    const struct config_app *cfg = app->cfg;
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, chan[2] = {-1, -1};
+    char **env = NULL;
+    char *path = NULL;
+    int errfd = -1;
+    pid_t pid = 0;
+    const char *what = "malloc";
+    int r = -ENOMEM;
+
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        goto out;
+    }
+    static uint64_t next_id = 1;
+    w->id = next_id++;
+    w->app = app;
+    w->cfg_owner = config_ref(app->cfg_owner);
+    w->cfg = cfg;
+    w->slot = slot;
+    w->generation = generation;
+    w->errpipe_fd = -1;
+    w->stat_fd = -1;
+    w->out[0].fd = w->out[1].fd = -1;
+    w->ch.fd = -1;
+    w->state = WORKER_STARTING;
+
+    what = "pipe2";
+    if ((r = worker_pipe(out_pipe)) < 0 || (r = worker_pipe(err_pipe)) < 0) {
+        goto out;
+    }
+    what = "socketpair";
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) == -1) {
+        r = -errno;
+        goto out;
+    }
+
+    struct spawn_plan plan = {.argv = cfg->argv, .cwd = cfg->cwd};
+    plan.fds[plan.n_fds++] = m->null_fd;
+    plan.fds[plan.n_fds++] = out_pipe[1];
+    plan.fds[plan.n_fds++] = err_pipe[1];
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        const struct listener *l = app_listener_find(app, &cfg->listen[i]);
+        if (!l) {
+            r = -ENOTSOCK; /* app_new and reloads bind every address first; never expected */
+            what = "listen socket";
+            goto out;
+        }
+        plan.fds[plan.n_fds++] = l->fd;
+    }
+    int channel_target = plan.n_fds;
+    plan.fds[plan.n_fds++] = chan[1];
+
+    what = "environment";
+    if ((r = worker_build_env(w, channel_target, &env, &plan.listen_pid_digits)) < 0) {
+        goto out;
+    }
+    plan.envp = env;
+    r = spawn_resolve(cfg->argv[0], worker_path_env(cfg), &path);
+    if (r < 0) {
+        /* A command not found is reported like a failed exec: the slot backs off and retries,
+         * since the file may appear (a deploy in progress). */
+        path = strdup(cfg->argv[0]);
+        if (!path) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    plan.path = path;
+    if (app->set_ids) {
+        plan.set_ids = true;
+        plan.uid = app->uid;
+        plan.gid = app->gid;
+        plan.groups = app->groups;
+        plan.n_groups = app->n_groups;
+    }
+
+    what = "fork";
+    r = spawn_start(&plan, &pid, &errfd);
+    if (r < 0) {
+        goto out;
+    }
+    w->pid = pid;
+    w->last_pid = pid;
+    w->started_at = ev_now(loop);
+
+    /* Watch the child before the loop can run again, so its exit is never missed. */
+    ev_child_init(&w->child_w, worker_on_exit, pid, 0);
+    w->child_w.data = w;
+    ev_child_start(loop, &w->child_w);
+
+    w->errpipe_fd = errfd;
+    errfd = -1;
+    ev_io_init(&w->errpipe_w, worker_on_errpipe, w->errpipe_fd, EV_READ);
+    w->errpipe_w.data = w;
+    ev_io_start(loop, &w->errpipe_w);
+
+    int read_ends[2] = {out_pipe[0], err_pipe[0]};
+    for (int s = 0; s < 2; s++) {
+        w->out[s].fd = read_ends[s];
+        ev_io_init(&w->out[s].io_w, worker_on_output, read_ends[s], EV_READ);
+        w->out[s].io_w.data = w;
+        ev_io_start(loop, &w->out[s].io_w);
+    }
+    out_pipe[0] = err_pipe[0] = -1;
+    channel_open(&w->ch, loop, chan[0], worker_on_channel_msg, worker_on_channel_close, w);
+    chan[0] = -1;
+
+    int sfd = procstat_open(pid);
+    w->stat_fd = sfd >= 0 ? sfd : -1;
+
+    ev_init(&w->timer_w, worker_on_timer);
+    w->timer_w.data = w;
+    if (cfg->ready == READY_NOTIFY || cfg->ready == READY_DELAY) {
+        uint64_t ms = cfg->ready == READY_NOTIFY ? cfg->ready_timeout_ms : cfg->ready_delay_ms;
+        ev_timer_set(&w->timer_w, (double)ms / 1000.0, 0.);
+        ev_timer_start(loop, &w->timer_w);
+    }
+    json_t *f = json_pack("{s:s, s:i}", "state", "starting", "generation", (int)generation);
+    log_record(LOG_INFO, worker_origin(w), f, "worker starting: %s", cfg->command);
+    *ret = w;
+    w = NULL;
+    r = 0;
+out:
+    if (r < 0) {
+        log_record(LOG_ERROR, (struct log_origin){app->name, (int)slot, 0}, NULL,
+                   "starting worker failed: %s: %s", what, strerror(-r));
+    }
+    int *fds[] = {&out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1], &chan[0], &chan[1],
+                  &errfd};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+        if (*fds[i] != -1) {
+            close(*fds[i]);
+        }
+    }
+    env_free(env);
+    free(path);
+    worker_free(w);
+    return r;
+}
+
+void worker_free(struct worker *w)
+{
+    if (!w) {
+        return;
+    }
+    free(w->status_text);
+    config_unref(w->cfg_owner);
+    free(w);
+}

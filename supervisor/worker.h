@@ -1,0 +1,126 @@
+/*
+ * worker: one worker process and everything the master watches about it: the process (ev_child),
+ * the outcome of its exec (the spawn error pipe), its stdout and stderr (read line by line into
+ * log records), its channel, its readiness, and its stop deadline.
+ *
+ * A worker moves through one state enum, changed only by worker_set_state(), which logs each
+ * transition once:
+ *
+ *     starting --ready--> ready --stop--> draining/stopping --exit--> exited
+ *         \------------------------exit / ready timeout--------------^
+ *
+ * A worker never decides its own replacement: it reports "ready" and "exited" to its app
+ * (app_on_worker_ready, app_on_worker_exit), which owns the restart policy. Once exited, the
+ * worker is handed to the master's sweeper and freed after the current callbacks return.
+ */
+#pragma once
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "channel.h"
+#include "config.h"
+#include "procstat.h"
+
+struct app;
+struct shutdown;
+
+enum worker_state {
+    WORKER_STARTING,
+    WORKER_READY,
+    WORKER_DRAINING,
+    WORKER_STOPPING,
+    WORKER_EXITED,
+};
+
+/* Why a worker is being stopped or replaced, for logs and restart accounting. */
+enum worker_reason {
+    WORKER_REASON_CRASH,
+    WORKER_REASON_MEMORY,
+    WORKER_REASON_RELOAD,
+    WORKER_REASON_MANUAL,
+    WORKER_REASON_COUNT,
+};
+
+/* A worker's line of stdout or stderr being assembled; longer lines are split. */
+#define WORKER_LINE_MAX 16384
+
+struct worker_output {
+    int fd;
+    ev_io io_w;
+    size_t len;
+    char line[WORKER_LINE_MAX];
+};
+
+struct worker {
+    struct app *app;
+    const struct config_app *cfg;   /* the config it was started with ... */
+    struct config *cfg_owner;       /* ... kept alive by this reference */
+    uint64_t id;                    /* unique for the master's life: keys metrics snapshots */
+    struct worker *next;            /* the app's list of live workers */
+    struct worker *dead_next;       /* the master's sweep list */
+    unsigned slot;
+    unsigned generation;
+    pid_t pid;                      /* 0 once reaped: never signal it after that */
+    pid_t last_pid;                 /* kept for logs and status after reaping */
+    enum worker_state state;
+    ev_tstamp started_at;
+    ev_tstamp ready_at;
+    ev_child child_w;
+    int errpipe_fd;
+    ev_io errpipe_w;
+    ev_timer timer_w;               /* ready delay or timeout, then the stop deadline */
+    struct worker_output out[2];    /* stdout, stderr */
+    struct channel ch;
+    int stat_fd;
+    struct procstat stat;
+    uint64_t cpu_prev_ns;
+    ev_tstamp stat_at;
+    double cpu_percent;
+    char *status_text;              /* the latest STATUS= or channel status */
+    int wait_status;                /* as from waitpid, valid once exited */
+    bool stop_requested;            /* the master asked it to go: its exit is no crash */
+    bool channel_used;              /* it has spoken on its channel: it gets phases, not TERM */
+    struct shutdown *retire;        /* the phase run it is leaving through, if any */
+    bool phase_acked;               /* answered the run's current phase */
+    bool exec_failed;
+    enum worker_reason stop_reason;
+    bool metrics_warned;
+    bool over_memory;               /* found over max_memory: being replaced or killed */
+};
+
+/*
+ * Spawns the worker for app's slot in generation. On success stores a new worker in *ret
+ * (already linked into nothing: the caller links it) and returns 0; on failure to fork or to
+ * create its pipes returns -errno (logged here, where the syscall is named).
+ */
+int worker_start(struct app *app, unsigned slot, unsigned generation, struct worker **ret);
+
+/* Marks the worker as leaving (draining or stopping) for status and logs; its exit is then no
+ * crash. Used by the phase driver. */
+void worker_set_retiring(struct worker *w, enum worker_state state);
+
+/* SIGKILL to the worker's process group now. */
+void worker_kill(struct worker *w);
+
+/* Sends sig to the worker's process group (or to the worker alone before its setsid). */
+void worker_signal(struct worker *w, int sig);
+
+/* The worker said it is ready (channel or sd_notify). */
+void worker_on_ready_signal(struct worker *w, const char *via);
+
+/* A STATUS= line or channel status; copied. */
+void worker_set_status(struct worker *w, const char *text);
+
+/* Samples RSS and CPU from /proc; updates w->stat and w->cpu_percent. Returns 0 or -errno. */
+int worker_sample(struct worker *w, ev_tstamp now);
+
+/* Frees an exited worker (all watchers already stopped). */
+void worker_free(struct worker *w);
+
+bool worker_is_alive(const struct worker *w);
+
+const char *worker_state_to_string(enum worker_state state);
+const char *worker_reason_to_string(enum worker_reason reason);

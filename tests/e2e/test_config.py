@@ -1,0 +1,141 @@
+"""Config checking and command-line errors (SPEC 2, 3): `-t`, exit status 2, FILE:LINE: key."""
+
+import re
+
+import pytest
+
+import drover_harness as h
+
+GOOD = """\
+; every form the SPEC allows, in one file
+[supervisor]
+control_socket = ./ctl/drover.sock
+admin_listen   = off
+log_format     = text
+log_file       = -
+state_dir      = ./state
+shutdown_timeout = 5m
+drain_timeout  = 30s
+save_timeout   = 250ms
+close_timeout  = 5s
+cleanup_timeout = 5s
+
+[app:web]
+command   = /bin/sleep 1000      ; the command is not run by -t
+workers   = auto
+listen    = 127.0.0.1:18080
+listen    = [::1]:18080
+listen    = unix:./web.sock
+cwd       = .
+env       = KEY=VALUE
+env       = OTHER=two words
+ready     = notify
+ready_timeout = 10s
+ready_delay = 1s
+max_memory = 256M
+memory_check_interval = 1s
+restart   = on-failure
+restart_delay = 100ms
+restart_delay_max = 30s
+min_uptime = 5s
+reload_batch = 1
+kill_timeout = 30s
+metrics_per_worker = yes
+
+[app:batch]
+command = /bin/true
+workers = 2
+ready = none
+restart = never
+max_memory = 1G
+metrics_per_worker = off
+"""
+
+
+def test_check_good_config(tmp):
+    (tmp / "good.ini").write_text(GOOD)
+    r = h.run([h.DROVER, "-t", "-c", "good.ini"], cwd=tmp)
+    assert r.returncode == 0, r
+    assert "good.ini: ok" in r.stdout + r.stderr, r
+    assert not (tmp / "web.sock").exists(), "-t must not bind anything"
+
+
+BASE = """\
+[supervisor]
+admin_listen = off
+log_format = json
+
+[app:web]
+command = /bin/sleep 1000
+workers = 2
+"""
+
+# (name, text appended to BASE or replacing it, line of the error, what the message names)
+BAD = [
+    ("unknown_key", BASE + "colour = blue\n", 8, "colour"),
+    # inih reports a section with its first key, so either line names the section
+    ("unknown_section", BASE + "\n[database]\nhost = x\n", (9, 10), "database"),
+    ("bad_duration", BASE + "restart_delay = 10 parsecs\n", 8, "restart_delay"),
+    ("bad_duration_unit", BASE + "min_uptime = 5h0x\n", 8, "min_uptime"),
+    ("bad_size", BASE + "max_memory = lots\n", 8, "max_memory"),
+    ("bad_bool", BASE + "metrics_per_worker = perhaps\n", 8, "metrics_per_worker"),
+    ("bad_enum", BASE + "ready = whenever\n", 8, "ready"),
+    ("bad_workers", BASE.replace("workers = 2", "workers = -3"), 7, "workers"),
+    ("bad_listen", BASE + "listen = nowhere\n", 8, "listen"),
+    ("bad_log_format", BASE.replace("log_format = json", "log_format = xml"), 3, "log_format"),
+    ("unknown_supervisor_key", BASE.replace("admin_listen = off", "admin_listen = off\nfoo = 1"),
+     3, "foo"),
+    # where [app:web] stands, or its first key
+    ("missing_command", BASE.replace("command = /bin/sleep 1000\n", ""), (5, 6), "command"),
+]
+
+
+def check_error(r, name, line, word):
+    text = r.stdout + r.stderr
+    assert r.returncode == 2, f"exit {r.returncode}, want 2: {text!r}"
+    m = re.search(rf"bad\.ini:(\d+):[^\n]*", text)
+    assert m, f"no 'bad.ini:LINE:' in {text!r}"
+    lines = line if isinstance(line, tuple) else (line,)
+    assert int(m.group(1)) in lines, f"{name}: error on line {m.group(1)}, want {line}: {m.group(0)}"
+    assert word in m.group(0), f"{name}: the message does not name {word!r}: {m.group(0)}"
+
+
+@pytest.mark.parametrize("name,text,line,word", BAD, ids=[b[0] for b in BAD])
+def test_check_bad_config(tmp, name, text, line, word):
+    (tmp / "bad.ini").write_text(text)
+    r = h.run([h.DROVER, "-t", "-c", "bad.ini"], cwd=tmp)
+    check_error(r, name, line, word)
+
+
+def test_run_with_bad_config_exits_2(tmp):
+    (tmp / "bad.ini").write_text(BASE + "colour = blue\n")
+    r = h.run([h.DROVER, "-c", "bad.ini"], cwd=tmp)
+    check_error(r, "run", 8, "colour")
+
+
+def test_missing_config_file(tmp):
+    r = h.run([h.DROVER, "-t", "-c", "nonexistent.ini"], cwd=tmp)
+    assert r.returncode == 2, r
+    assert "nonexistent.ini" in r.stdout + r.stderr, r
+
+
+@pytest.mark.parametrize("args", [
+    ["--no-such-option"],
+    ["-c"],
+    ["-i", "two", "-l", "127.0.0.1:1", "--", "/bin/true"],
+    ["-i", "2", "-l", "nowhere", "--", "/bin/true"],
+    ["-i", "2", "-l", "127.0.0.1:1"],
+    ["-c", "x.ini", "extra-argument"],
+], ids=["unknown_option", "missing_value", "bad_count", "bad_listen", "no_command",
+        "stray_argument"])
+def test_bad_arguments_exit_2(tmp, args):
+    (tmp / "x.ini").write_text(BASE)
+    r = h.run([h.DROVER] + args, cwd=tmp)
+    assert r.returncode == 2, r
+    assert (r.stdout + r.stderr).strip(), "a usage error says what is wrong"
+
+
+def test_version(tmp):
+    r = h.run([h.DROVER, "--version"], cwd=tmp)
+    assert r.returncode == 0, r
+    assert re.search(r"\d+\.\d+\.\d+", r.stdout), r
