@@ -485,13 +485,13 @@ def test_logs_follow_until_sigint(drover):
 def test_logs_follow_json(drover):
     drover.start(apps={"chat": chat_app(1, tag="fj")})
     wait_ready(drover, 1, "chat")
-    h.wait_until(lambda: "fj done" in drover.ctl("logs", "-n", "1").stdout, 10,
-                 what="the first worker's last line")
+    h.wait_until(lambda: (lambda o: "fj done" in o and "fj stderr" in o)(
+        drover.ctl("logs", "-n", "10").stdout), 10, what="the first worker's lines")
     p = follow(drover, "--json", "logs", "-f", "-n", "1")
     try:
         out = Lines(p.stdout)
         first = json.loads(out.next())
-        assert first["log"]["msg"].startswith("fj done pid"), first
+        assert first["log"]["app"] == "chat" and first["log"]["worker"] == 0, first
         assert json.loads(out.next()) == {"ok": True, "lines": 1, "truncated": 0,
                                           "follow": True}
         assert drover.ctl("scale", "chat", "2").returncode == 0

@@ -17,7 +17,9 @@ def phase_app(*args, workers=2):
 def test_phases_logged_in_order_and_seen_by_every_worker(drover):
     dr = drover.start(apps=phase_app())
     pids = dr.wait_workers(2)
-    dr.wait_record(lambda r: r.get("state") == "ready" and r.get("pid") == pids[-1])
+    # Every worker must have spoken on its channel: one still starting gets SIGTERM instead.
+    for pid in pids:
+        dr.wait_record(lambda r, pid=pid: r.get("state") == "ready" and r.get("pid") == pid)
     dr.signal(signal.SIGTERM)
     assert dr.wait_exit(10) == 0
     started = [r["phase"] for r in dr.records()
