@@ -112,6 +112,20 @@ static const char *own_text(struct own *o, unsigned v)
     return t;
 }
 
+/*
+ * The worker's memory and CPU time now: one pread of /proc/PID/stat through the descriptor the
+ * worker keeps open (no waiting on the worker itself), so a worker started since the last
+ * memory_check_interval sample does not show 0. Falls back to that last sample.
+ */
+static struct procstat admin_procstat(const struct worker *w)
+{
+    struct procstat st;
+    if (w->stat_fd != -1 && worker_is_alive(w) && procstat_read(w->stat_fd, &st) == 0) {
+        return st;
+    }
+    return w->stat;
+}
+
 static int worker_slot_cmp(const void *a, const void *b)
 {
     const struct worker *x = *(struct worker *const *)a, *y = *(struct worker *const *)b;
@@ -243,10 +257,10 @@ static int own_build(struct master *m, struct own *o)
                 double at;
                 switch (f) {
                 case 0:
-                    v = (double)w->stat.rss_bytes;
+                    v = (double)admin_procstat(w).rss_bytes;
                     break;
                 case 1:
-                    v = (double)w->stat.cpu_ns / 1e9;
+                    v = (double)admin_procstat(w).cpu_ns / 1e9;
                     break;
                 case 2:
                     v = w->generation;
@@ -470,7 +484,7 @@ static json_t *admin_worker_json(const struct app *app, const struct worker *w, 
                           "generation", (json_int_t)w->generation, "uptime_s",
                           admin_round(now - w->started_at, 0.001), "restarts",
                           (json_int_t)(s ? s->restarts : 0), "rss_bytes",
-                          (json_int_t)w->stat.rss_bytes, "cpu_percent",
+                          (json_int_t)admin_procstat(w).rss_bytes, "cpu_percent",
                           admin_round(w->cpu_percent, 0.01));
     if (o && w->status_text) {
         json_object_set_new(o, "status", json_string(w->status_text));
@@ -744,11 +758,12 @@ int admin_open(struct master *m, struct admin **ret)
         log_error("fcntl('%s', O_NONBLOCK) failed: %s", addr->text, strerror(-r));
         goto out;
     }
+    /* The logger first: MHD reports the options that follow through it. */
     a->daemon = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, admin_on_request, a,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)a->l.fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)ADMIN_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
-        MHD_OPTION_EXTERNAL_LOGGER, admin_on_mhd_log, a, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, admin_on_mhd_log, a, MHD_OPTION_LISTEN_SOCKET,
+        (MHD_socket)a->l.fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S, MHD_OPTION_END);
     if (!a->daemon) {
         r = errno ? -errno : -EIO;
         log_error("starting the HTTP server on '%s' failed (libmicrohttpd with epoll): %s",

@@ -91,6 +91,9 @@ int log_open(enum log_format format, const char *path)
 /* Writes as much of the buffer as the reader takes now; returns -errno on a hard error. */
 static int log_flush_some(void)
 {
+    if (L.len == 0) {
+        return 0; /* also: L.buf may still be NULL */
+    }
     size_t off = 0;
     while (off < L.len) {
         ssize_t n = write(L.fd, L.buf + off, L.len - off);

@@ -99,13 +99,14 @@ def test_256_workers_under_the_systemd_default_fd_limit(drover):
 # Channel abuse
 
 
-@known_bug("every get_metrics request that finds the channel full logs one warning: a worker "
-           "that never reads floods the log with ~100k records per second")
-def test_get_metrics_flood_from_a_worker_that_never_reads(drover):
+def get_metrics_flood(drover, flood_s=2):
+    """Runs the flood beside a serving app; checks what must hold during it. Returns
+    (drover, abuser pid, drop records, their size in the log)."""
     port = h.free_port()
     addr = f"127.0.0.1:{port}"
-    flood_s = 3
-    dr = drover.start(apps={
+    short = {"drain_timeout": "1s", "save_timeout": "500ms", "close_timeout": "500ms",
+             "cleanup_timeout": "500ms", "shutdown_timeout": "5s"}
+    dr = drover.start(supervisor=short, apps={
         "web": http_app(2, port),
         "abuser": {"command": h.helper("channel_abuser.py", "--mode", "flood-get-metrics",
                                        "--seconds", flood_s),
@@ -115,7 +116,6 @@ def test_get_metrics_flood_from_a_worker_that_never_reads(drover):
                          and "ready" in r.get("msg", ""), what="the flood starting")
     abuser_pid = rec["pid"]
     rss0 = hd.rss_kib(dr.pid)
-    log0 = dr.out_path.stat().st_size
     # While the flood lasts, the other app answers every time, promptly.
     slow = []
     t_end = time.monotonic() + flood_s + 0.5
@@ -130,27 +130,51 @@ def test_get_metrics_flood_from_a_worker_that_never_reads(drover):
     assert not slow, f"requests to the other app were slow during the flood: {slow}"
     dr.wait_record(lambda r: r.get("pid") == abuser_pid and "done sent=" in r.get("msg", ""),
                    timeout=10, what="the flood ending")
-    hd.control_ask(dr.control_socket, {"cmd": "status"})
+    assert hd.control_ask(dr.control_socket, {"cmd": "status"})["ok"] is True
     grown = hd.rss_kib(dr.pid) - rss0
-    log_grown = dr.out_path.stat().st_size - log0
     drops = dr.find(lambda r: r.get("pid") == abuser_pid and "dropped" in r.get("msg", ""))
-    print(f"flood: master RSS +{grown} KiB, log +{log_grown} bytes, {len(drops)} drop records")
+    log_bytes = sum(len(json.dumps(r)) + 1 for r in drops)
+    print(f"flood: master RSS +{grown} KiB, {len(drops)} drop records ({log_bytes} bytes)")
     assert drops, "no log record says the worker's replies were dropped"
     if not hd.sanitized(dr.pid) and not hd.under_valgrind():
         # The channel's output buffer is bounded (4 MiB); the rest is allocator slack.
         assert grown < 16 * 1024, f"master grew by {grown} KiB"
     assert dr.proc.poll() is None
     assert h.pid_alive(abuser_pid), "a worker that only asks too much is not a crash"
-    # Bounded logging: the drops are summarised, not one record per dropped page.
-    assert len(drops) <= 20, f"{len(drops)} drop records in {flood_s}s"
-    assert log_grown < 1024 * 1024, f"the log grew by {log_grown} bytes during the flood"
+    return dr, abuser_pid, drops, log_bytes
+
+
+def test_get_metrics_flood_from_a_worker_that_never_reads(drover):
+    dr, abuser_pid, _, _ = get_metrics_flood(drover)
+    # It spoke the protocol, so it is sent the phases; it reads none of them. When its channel
+    # buffer is full the phase cannot even be queued and it gets SIGTERM at drain (exit 0);
+    # otherwise each phase runs into its timeout and the shutdown is forced (exit 1). Either
+    # way the shutdown ends within its bounds and the worker is gone.
+    t0 = time.monotonic()
     dr.signal(signal.SIGTERM)
-    assert dr.wait_exit(15) == 0
+    status = dr.wait_exit(20)
+    took = time.monotonic() - t0
+    assert status in (0, 1), status
+    if status == 1:
+        assert dr.find(lambda r: "timed out" in r.get("msg", "") and r.get("phase"))
+    assert took < h.scaled(8), f"shutdown took {took:.1f}s"
+    assert not h.pid_alive(abuser_pid)
+
+
+@known_bug("every get_metrics request that finds the channel full logs one warning (and renders "
+           "a whole page first): a worker that never reads floods the log with thousands of "
+           "records per second")
+def test_get_metrics_flood_is_logged_in_bounded_form(drover):
+    _, _, drops, log_bytes = get_metrics_flood(drover)
+    # Bounded logging: the drops are summarised, not one record per dropped page.
+    assert len(drops) <= 20, f"{len(drops)} drop records in 2s"
+    assert log_bytes < 64 * 1024, f"the drops took {log_bytes} bytes of log"
 
 
 # mode -> (log text drover must write, or None)
 MISUSE = {
     "close": None,
+    "close-after-channel-ready": None,
     "dup2-null": None,
     "dup2-stdout": None,
     "garbage": "protocol error",

@@ -7,6 +7,8 @@ channel afterwards), prints "abuser MODE pid N ready", then, by --mode:
   flood-get-metrics  sends {"type":"get_metrics"} lines as fast as the master takes them for
                      --seconds, never reading a reply; then stops sending and idles;
   close              closes its channel fd;
+  close-after-channel-ready  says {"type":"ready"} on the channel first (so drover would send
+                     it phases), then closes it;
   dup2-null          puts /dev/null on the channel fd number (dup2) and writes a valid message
                      to it, which goes nowhere;
   dup2-stdout        puts its stdout pipe on the channel fd number and writes a channel message
@@ -52,6 +54,10 @@ if a.mode == "flood-get-metrics":
         sent += 64
 elif a.mode == "close":
     os.close(fd)
+elif a.mode == "close-after-channel-ready":
+    os.write(fd, b'{"type":"ready"}\n')
+    os.close(fd)
+    sent = 1
 elif a.mode == "dup2-null":
     null = os.open("/dev/null", os.O_WRONLY)
     os.dup2(null, fd)
