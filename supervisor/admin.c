@@ -548,7 +548,7 @@ static json_t *admin_app_json(struct app *app, ev_tstamp now)
                   (json_int_t)app->log_dropped, "reloads", "done", (json_int_t)app->reloads[0],
                   "failed", (json_int_t)app->reloads[1], "metrics", "series",
                   (json_int_t)st.series, "conflicts", (json_int_t)st.conflicts, "refused",
-                  (json_int_t)(st.refused[0] + st.refused[1] + st.refused[2]), "last_errors",
+                  (json_int_t)st.refused[0] + (json_int_t)st.refused[1] + (json_int_t)st.refused[2], "last_errors",
                   admin_last_errors(app), "workers", workers);
 out:
     json_decref(workers);

@@ -775,11 +775,24 @@ static void client_on_log_line(const struct logbuf_line *line, void *data)
     free(text);
 }
 
+/* Whether app is still one of the master's: a reload may remove an app that was stopped
+ * already, without a word to this module, and the sweeper frees it with its logbuf. */
+static bool control_app_is_live(const struct master *m, const struct app *app)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        if (m->apps[i] == app) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void client_unfollow(struct client *cl)
 {
     for (size_t i = 0; i < cl->n_taps; i++) {
-        if (cl->taps[i].app) {
-            logbuf_unfollow(cl->taps[i].app->logbuf, client_on_log_line, &cl->taps[i]);
+        struct app *app = cl->taps[i].app;
+        if (app && control_app_is_live(cl->c->m, app)) {
+            logbuf_unfollow(app->logbuf, client_on_log_line, &cl->taps[i]);
         }
     }
     free(cl->taps);

@@ -27,7 +27,7 @@
 #include "metrics.h"
 
 #include <errno.h>
-#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +158,10 @@ struct mseries {
     double a_value, a_sum, a_count;
     double *a_counts;
 };
+
+/* The hash tables hand back a struct hnode: definitions and series begin with theirs. */
+_Static_assert(offsetof(struct mdef, h) == 0 && offsetof(struct mseries, h) == 0,
+               "hnode first");
 
 struct msample {
     struct mseries *series;
@@ -536,7 +540,7 @@ static int member_string(json_t *obj, const char *key, const char **ret)
 static int parse_labels(struct metrics_app *ma, const struct mfamily *f, json_t *labels,
                         const char *slot, struct msample *out, const char **ret_error)
 {
-    struct prom_label set[METRICS_MAX_LABELS];
+    struct prom_label set[METRICS_MAX_LABELS] = {{0}};
     size_t n = 0;
     if (labels && !json_is_null(labels)) {
         if (!json_is_object(labels)) {

@@ -4,10 +4,11 @@ states what must happen instead of a crash, a hang or unbounded growth.
   - 256 workers over 16 apps all become ready, serve, and stop with exit 0; also under the
     file-descriptor limit systemd gives services by default (soft 1024);
   - a worker that floods get_metrics and never reads the replies: the master neither blocks nor
-    grows, other apps keep serving, and the drops are logged without flooding the log;
-  - a worker that closes its channel, puts another file on its fd number, or writes garbage or
-    an over-long line on it: the channel is closed (with a log record where it was garbage),
-    the worker stays supervised, and shutdown still exits 0;
+    grows, other apps keep serving, the shutdown ends within its bounds, and the drops are
+    logged without flooding the log;
+  - a worker that closes its channel (before or after speaking on it), puts another file on its
+    fd number, or writes garbage or an over-long line on it: the channel is closed (with a log
+    record where it was garbage), the worker stays supervised, and shutdown still exits 0;
   - a worker's child that keeps the listening socket: killed with the worker when it stays in
     the worker's process group; reaped when it left the group and exits; killed when drover
     stops, so nobody holds the port after drover;
@@ -28,6 +29,7 @@ import pytest
 
 import drover_harness as h
 import hardening as hd
+
 
 # A finding that the report names with its fix; strict, so the test fails once the fix lands
 # and the marker must go.

@@ -8,6 +8,7 @@ the master must still answer `droverctl status` at once.
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -452,3 +453,66 @@ def test_parked_requests_end_when_drover_stops(drover):
         reply = read_reply(s, timeout=20)
         assert reply == {"ok": False, "error": "drover is shutting down"}, reply
     assert drover.wait_exit(20) in (0, 1)
+
+
+def test_followers_of_an_app_a_reload_removes(drover):
+    """An app removed by a reload is freed; a `logs -f` of every app must let go of it, whether
+    the app was running (it stops first) or stopped already."""
+    chat = {"command": h.helper("chatty.py", "rm"), "workers": 1, "ready": "none"}
+    web = web_app(1)
+    drover.start(apps={"web": web, "chat": chat, "idle": dict(chat)})
+    h.wait_until(lambda: ready_count(drover, "chat") == 1 and ready_count(drover, "idle") == 1,
+                 15, what="chat and idle ready")
+    assert drover.ctl("stop", "idle").returncode == 0
+    follower = connect(drover)
+    follower.sendall(b'{"cmd":"logs","lines":0,"follow":true}\n')
+    assert read_reply(follower)["follow"] is True
+    # The new config keeps web only: chat (running) and idle (stopped) go.
+    drover.write_config(apps={"web": web})
+    drover.signal(signal.SIGHUP)
+
+    def gone():
+        st = drover.status()
+        return st and [a["name"] for a in st["apps"]] == ["web"]
+    h.wait_until(gone, 15, what="chat and idle removed by the reload")
+    # The follower goes now; drover unfollows only what still exists.
+    follower.close()
+    assert_status_answers(drover)
+    assert ask(drover, {"cmd": "logs", "lines": 5})["ok"] is True
+    drover.signal(signal.SIGTERM)
+    assert drover.wait_exit(15) == 0
+
+
+def test_clients_at_a_forced_shutdown(drover):
+    """A shutdown that has to kill: every client (a follower, an idle one, a parked one) is
+    closed in order, the socket file goes, and drover exits 1."""
+    drover.start(supervisor={"shutdown_timeout": "1s", "drain_timeout": "500ms"},
+                 apps={"stubborn": {"command": h.helper("ignore_term.py"), "workers": 1,
+                                    "ready": "notify"},
+                       "slow": {"command": h.helper("sockact_app.py", "--no-notify"),
+                                "listen": f"127.0.0.1:{h.free_port()}", "workers": 1,
+                                "ready": "notify", "ready_timeout": "30s"}})
+    h.wait_until(lambda: ready_count(drover, "stubborn") == 1, 15, what="stubborn ready")
+    follower = connect(drover)
+    follower.sendall(b'{"cmd":"logs","follow":true}\n')
+    idle = connect(drover)
+    parked = connect(drover, timeout=30)
+    parked.sendall(b'{"cmd":"scale","app":"slow","count":2}\n')
+    try:
+        drover.wait_record(lambda r: r.get("app") == "slow" and "scaled up" in r.get("msg", ""),
+                           what="the scale request taken")
+        drover.signal(signal.SIGTERM)
+        assert drover.wait_exit(20) == 1
+        for s in (follower, idle):
+            s.settimeout(h.scaled(5))
+            while True:
+                try:
+                    if not s.recv(1 << 16):
+                        break
+                except ConnectionResetError:
+                    break
+        assert read_reply(parked) == {"ok": False, "error": "drover is shutting down"}
+    finally:
+        for s in (follower, idle, parked):
+            s.close()
+    assert not os.path.exists(drover.control_socket)

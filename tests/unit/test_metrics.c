@@ -41,16 +41,16 @@ static char *page_text(struct metrics_app **apps, size_t n)
 static double value_in(struct metrics_app **apps, size_t n, const char *series)
 {
     char *text = page_text(apps, n);
+    size_t len = strlen(text);
+    char *lines = malloc(len + 2); /* a newline first: every line starts after one */
     char needle[1024];
+    assert_non_null(lines);
+    lines[0] = '\n';
+    memcpy(lines + 1, text, len + 1);
     snprintf(needle, sizeof needle, "\n%s ", series);
-    double v = NAN;
-    const char *at = strstr(text, needle);
-    if (!at && strncmp(text, needle + 1, strlen(needle + 1)) == 0) {
-        at = text - 1;
-    }
-    if (at) {
-        v = strtod(at + strlen(needle), NULL);
-    }
+    const char *at = strstr(lines, needle);
+    double v = at ? strtod(at + strlen(needle), NULL) : NAN;
+    free(lines);
     free(text);
     return v;
 }
