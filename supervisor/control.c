@@ -32,12 +32,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "app.h"
 #include "listener.h"
 #include "log.h"
 #include "logbuf.h"
 #include "master.h"
 #include "procstat.h"
+#include "reload.h"
 #include "wire.h"
 #include "worker.h"
 
@@ -68,6 +70,7 @@ enum client_wait {
     WAIT_STOP,          /* the app is stopped */
     WAIT_FOLLOW,        /* streaming log lines until the client goes */
     WAIT_SHUTDOWN,      /* `stop` answered: held until drover closes the socket at cleanup */
+    WAIT_RELOAD,        /* a reload or restart streams progress until its result */
 };
 
 struct client;
@@ -408,7 +411,7 @@ static double client_waited(const struct client *cl)
 static bool client_is_parked(const struct client *cl)
 {
     return cl->wait == WAIT_SCALE_UP || cl->wait == WAIT_SCALE_DOWN || cl->wait == WAIT_START ||
-           cl->wait == WAIT_STOP;
+           cl->wait == WAIT_STOP || cl->wait == WAIT_RELOAD;
 }
 
 /* A client that only listens from now on (logs -f, a finished `stop`): its input is ignored and
@@ -427,6 +430,7 @@ static void client_check_wait(struct client *cl)
     case WAIT_NONE:
     case WAIT_FOLLOW:
     case WAIT_SHUTDOWN:
+    case WAIT_RELOAD:   /* answered by control_on_reload_report() */
         return;
     case WAIT_SCALE_UP:
     case WAIT_START:
@@ -869,12 +873,95 @@ out:
     free(lc.items);
 }
 
-static void control_unsupported(struct client *cl, const struct wire_request *req)
+/* ---- reload, restart, metrics ---- */
+
+/* Progress lines stream to the client; the final result is its reply. A progress line that
+ * does not fit the client's buffer is dropped rather than ending the client: the result is
+ * what matters. */
+static void control_on_reload_report(json_t *msg, bool final, void *data)
 {
-    if (req->app && !client_find_app(cl, req->app)) {
+    struct client *cl = data;
+    if (!final) {
+        size_t len = 0;
+        char *line = control_dump(msg, &len);
+        if (line) {
+            (void)client_queue(cl, line, len, CONTROL_OUT_SOFT);
+        }
+        free(line);
         return;
     }
-    client_fail(cl, "%s is not supported by this build", wire_cmd_to_string(req->cmd));
+    client_reply(cl, json_incref(msg));
+    client_unpark(cl);
+}
+
+/* The client is going: nobody is left to report to. */
+static void control_forget_reports(struct client *cl)
+{
+    struct master *m = cl->c->m;
+    master_forget(m, cl);
+    for (size_t i = 0; i < m->n_apps; i++) {
+        if (m->apps[i]->reload) {
+            reload_forget(m->apps[i]->reload, cl);
+        }
+    }
+}
+
+static void control_reload(struct client *cl, const struct wire_request *req)
+{
+    if (!client_check_running(cl)) {
+        return;
+    }
+    /* Parked first: a reload with nothing to wait for reports its result from within. */
+    cl->wait = WAIT_RELOAD;
+    cl->wait_started = ev_now(cl->c->m->loop);
+    char *why = NULL;
+    int r = master_reload(cl->c->m, req->app, control_on_reload_report, cl, &why);
+    if (r < 0) {
+        cl->wait = WAIT_NONE;
+        client_fail(cl, "%s", why ? why : strerror(-r));
+    }
+    free(why);
+}
+
+static void control_restart(struct client *cl, const struct wire_request *req)
+{
+    struct app *app = client_find_app(cl, req->app);
+    if (!app || !client_check_running(cl)) {
+        return;
+    }
+    unsigned slot = req->slot >= 0 ? (unsigned)req->slot : 0;
+    if (req->slot >= 0 && slot >= app->n_slots) {
+        client_fail(cl, "app '%s' has no slot %d (it has %u)", app->name, req->slot,
+                    app->n_slots);
+        return;
+    }
+    log_record(LOG_INFO, (struct log_origin){app->name, req->slot, 0}, NULL,
+               "restart requested (droverctl, uid %d)", (int)cl->uid);
+    cl->wait = WAIT_RELOAD;
+    cl->wait_started = ev_now(cl->c->m->loop);
+    int r = reload_start(app, NULL, NULL, req->slot >= 0 ? &slot : NULL, req->slot >= 0 ? 1 : 0,
+                         WORKER_REASON_MANUAL, control_on_reload_report, cl, NULL);
+    if (r < 0) {
+        cl->wait = WAIT_NONE;
+        client_fail(cl, "%s", r == -EBUSY ? "a reload or restart of this app is already running"
+                              : r == -EINVAL ? "the app is not running"
+                                             : strerror(-r));
+    }
+}
+
+static void control_metrics(struct client *cl, const struct wire_request *req)
+{
+    const char *format = req->format ? req->format : "text";
+    char *body = NULL;
+    size_t len = 0;
+    int r = admin_render_metrics(cl->c->m, format, &body, &len);
+    if (r < 0) {
+        client_fail(cl, "%s", r == -EINVAL ? "format must be text or json" : strerror(-r));
+        return;
+    }
+    client_reply(cl, json_pack("{s:b, s:s, s:s%}", "ok", 1, "format", format, "body", body,
+                               len));
+    free(body);
 }
 
 static bool control_is_blank(const char *line, size_t len)
@@ -918,10 +1005,16 @@ static void client_handle(struct client *cl, const char *line, size_t len)
         control_logs(cl, &req);
         break;
     case WIRE_CMD_RELOAD:
+        control_reload(cl, &req);
+        break;
     case WIRE_CMD_RESTART:
+        control_restart(cl, &req);
+        break;
     case WIRE_CMD_METRICS:
+        control_metrics(cl, &req);
+        break;
     case WIRE_CMD_COUNT:
-        control_unsupported(cl, &req);
+        client_fail(cl, "invalid request");
         break;
     }
     wire_request_done(&req);
@@ -1125,6 +1218,9 @@ static void client_close(struct client *cl)
     ev_io_stop(loop, &cl->write_w);
     ev_timer_stop(loop, &cl->idle_w);
     client_unfollow(cl);
+    if (cl->wait == WAIT_RELOAD) {
+        control_forget_reports(cl);
+    }
     close(cl->fd);
     wire_lines_done(&cl->in);
     free(cl->out);

@@ -454,6 +454,57 @@ static void ctl_print_log(json_t *rec, bool color)
 }
 
 /* The human answer to a final ok reply. */
+/* One app's reload or restart result: the outcome, then each slot's old and new pid. */
+static void ctl_print_replace(json_t *res, FILE *f)
+{
+    const char *outcome = ctl_string(res, "outcome", "?");
+    fprintf(f, "%s: %s %s", ctl_string(res, "app", "?"), ctl_string(res, "reason", "reload"),
+            outcome);
+    if (json_object_get(res, "generation")) {
+        fprintf(f, ", generation %.0f", ctl_number(res, "generation"));
+    }
+    if (json_object_get(res, "duration_s")) {
+        fprintf(f, " (%.2f s)", ctl_number(res, "duration_s"));
+    }
+    fputc('\n', f);
+    size_t i;
+    json_t *slot;
+    json_array_foreach(json_object_get(res, "slots"), i, slot) {
+        fprintf(f, "  slot %.0f: %.0f -> %.0f  %s", ctl_number(slot, "slot"),
+                ctl_number(slot, "old_pid"), ctl_number(slot, "new_pid"),
+                ctl_string(slot, "state", "?"));
+        if (ctl_number(slot, "ready_ms") >= 0) {
+            fprintf(f, ", ready after %.0f ms", ctl_number(slot, "ready_ms"));
+        }
+        if (ctl_number(slot, "old_exit_ms") >= 0) {
+            fprintf(f, ", old gone after %.0f ms", ctl_number(slot, "old_exit_ms"));
+        }
+        fputc('\n', f);
+    }
+    if (json_is_string(json_object_get(res, "error"))) {
+        fprintf(f, "  why: %s\n", ctl_string(res, "error", ""));
+    }
+    json_t *line;
+    json_array_foreach(json_object_get(res, "last_output"), i, line) {
+        fprintf(f, "  | %s\n", json_string_value(line) ? json_string_value(line) : "");
+    }
+}
+
+/* A reload's reply carries one result per app; a restart's is the app's result itself. */
+static void ctl_print_replace_reply(json_t *reply, FILE *f)
+{
+    json_t *apps = json_object_get(reply, "apps");
+    if (!json_is_array(apps)) {
+        ctl_print_replace(reply, f);
+        return;
+    }
+    size_t i;
+    json_t *res;
+    json_array_foreach(apps, i, res) {
+        ctl_print_replace(res, f);
+    }
+}
+
 static int ctl_print_ok(const struct ctl *c, json_t *reply)
 {
     const char *app = ctl_string(reply, "app", c->req.app ? c->req.app : "?");
@@ -495,6 +546,10 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
         }
         break;
     case WIRE_CMD_LOGS:
+        return CTL_OK;
+    case WIRE_CMD_RELOAD:
+    case WIRE_CMD_RESTART:
+        ctl_print_replace_reply(reply, stdout);
         return CTL_OK;
     default:
         break;
@@ -634,11 +689,12 @@ static int ctl_run(struct ctl *c)
                 } else if (json_object_get(msg, "dropped")) {
                     fprintf(stderr, "droverctl: %.0f lines dropped (not read fast enough)\n",
                             ctl_number(msg, "dropped"));
-                } else if (json_object_get(msg, "progress")) {
-                    char *p = json_dumps(json_object_get(msg, "progress"),
-                                         JSON_COMPACT | JSON_ENCODE_ANY);
-                    fprintf(stderr, "%s\n", p ? p : "");
-                    free(p);
+                } else if (json_is_object(json_object_get(msg, "progress"))) {
+                    json_t *p = json_object_get(msg, "progress");
+                    printf("%s: slot %.0f %s: pid %.0f (replacing %.0f)\n",
+                           ctl_string(p, "app", "?"), ctl_number(p, "slot"),
+                           ctl_string(p, "event", "?"), ctl_number(p, "new_pid"),
+                           ctl_number(p, "old_pid"));
                 }
             }
             fflush(stdout);
@@ -646,7 +702,11 @@ static int ctl_run(struct ctl *c)
             continue;
         }
         if (!json_is_true(ok)) {
-            fprintf(stderr, "droverctl: %s\n", ctl_string(msg, "error", "failed"));
+            if (!c->json && (json_object_get(msg, "apps") || json_object_get(msg, "outcome"))) {
+                ctl_print_replace_reply(msg, stderr);
+            } else {
+                fprintf(stderr, "droverctl: %s\n", ctl_string(msg, "error", "failed"));
+            }
             json_decref(msg);
             return CTL_FAILED;
         }

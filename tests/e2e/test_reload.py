@@ -188,3 +188,36 @@ def test_memory_limit_replaces_worker_without_failed_request(drover):
     errors, non2xx, total = wrk_failures(result["p"].stdout)
     assert total > 0 and (errors, non2xx) == (0, 0), result["p"].stdout
     assert rec["pid"] not in dr.workers()
+
+
+def test_droverctl_reload_and_restart(drover):
+    port = h.free_port()
+    dr = drover.start(apps=web(port, workers=2))
+    addr = f"127.0.0.1:{port}"
+    dr.wait_http(addr)
+    before = set(dr.wait_workers(2))
+    r = dr.ctl("reload", "web", timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "web: reload done, generation 2" in r.stdout and "ready after" in r.stdout, r.stdout
+    after = set(dr.wait_workers(2))
+    assert not before & after
+    # restart of one slot: only that slot's pid changes, the generation stays
+    st = dr.status()
+    slot1 = [w["pid"] for a in st["apps"] for w in a["workers"] if w["slot"] == 1][0]
+    r = dr.ctl("--json", "restart", "web", "1", timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+    assert res["outcome"] == "done" and res["generation"] == 2
+    assert [s["old_pid"] for s in res["slots"]] == [slot1]
+    assert slot1 not in dr.wait_workers(2)
+    serving = set(dr.wait_workers(2))
+    # a broken command: exit 1, the reason, and the failed worker's own last words
+    dr.write_config(apps=web(port, workers=2,
+                             command="/bin/sh -c 'echo boom-from-worker && exit 3'"))
+    r = dr.ctl("reload", timeout=30)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "rolled_back" in r.stderr and "exit code 3" in r.stderr, r.stderr
+    assert "boom-from-worker" in r.stderr, r.stderr
+    assert set(dr.workers()) == serving
+    r = dr.ctl("restart", "web", "9")
+    assert r.returncode == 1 and "no slot 9" in r.stderr
