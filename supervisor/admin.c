@@ -269,7 +269,7 @@ static int own_build(struct master *m, struct own *o)
                     if (metrics_app_snapshot_time(app->metrics, w->id, &at) < 0) {
                         continue;
                     }
-                    v = now - at > 0 ? now - at : 0;
+                    v = now - at > 0 ? round((now - at) * 1e3) / 1e3 : 0;
                     break;
                 }
                 own_sample(o, v, "app", app->name, "worker", slot_text[off]);
@@ -349,9 +349,9 @@ static int own_build(struct master *m, struct own *o)
     own_sample(o, admin_shutdown_phase(m), NULL, NULL, NULL, NULL);
     own_family(o, "drover_scrape_duration_seconds", PROM_GAUGE,
                "Time the previous rendering of this page took.");
-    own_sample(o, admin_last_scrape_s, NULL, NULL, NULL, NULL);
+    own_sample(o, round(admin_last_scrape_s * 1e6) / 1e6, NULL, NULL, NULL, NULL);
     own_family(o, "drover_uptime_seconds", PROM_GAUGE, "Time since drover started.");
-    own_sample(o, now - m->started_at, NULL, NULL, NULL, NULL);
+    own_sample(o, round((now - m->started_at) * 1e3) / 1e3, NULL, NULL, NULL, NULL);
     own_family(o, "drover_log_records_dropped_total", PROM_COUNTER,
                "drover's own log records dropped because the log reader was behind.");
     own_sample(o, (double)log_dropped_total(), NULL, NULL, NULL, NULL);
@@ -540,6 +540,10 @@ static json_t *admin_app_json(struct app *app, ev_tstamp now)
     }
     struct metrics_stats st;
     metrics_app_stats(app->metrics, &st);
+    json_int_t refused = 0;
+    for (int r = 0; r < METRICS_REFUSED_COUNT; r++) {
+        refused += (json_int_t)st.refused[r];
+    }
     o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:O, s:I, s:{s:I, s:I}, s:{s:I, s:I, s:I}, s:o*, "
                   "s:O}",
                   "name", app->name, "state", app_state_to_string(app->state), "generation",
@@ -548,8 +552,7 @@ static json_t *admin_app_json(struct app *app, ev_tstamp now)
                   (json_int_t)app->log_dropped, "reloads", "done", (json_int_t)app->reloads[0],
                   "failed", (json_int_t)app->reloads[1], "metrics", "series",
                   (json_int_t)st.series, "conflicts", (json_int_t)st.conflicts, "refused",
-                  (json_int_t)st.refused[0] + (json_int_t)st.refused[1] + (json_int_t)st.refused[2], "last_errors",
-                  admin_last_errors(app), "workers", workers);
+                  refused, "last_errors", admin_last_errors(app), "workers", workers);
 out:
     json_decref(workers);
     json_decref(restarts);
@@ -669,8 +672,20 @@ static enum MHD_Result admin_on_request(void *cls, struct MHD_Connection *c, con
                                         void **con_cls)
 {
     struct admin *a = cls;
+    static int headers_seen;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+        /* At once: MHD then drops whatever body follows and closes the connection. */
         return admin_text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    /* MHD calls once with the headers and again when the request is complete; answering only
+     * then lets the connection stay open for the next scrape (keep-alive). */
+    if (!*con_cls) {
+        *con_cls = &headers_seen;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        *upload_data_size = 0; /* a GET with a body: ignored */
+        return MHD_YES;
     }
     if (strcmp(url, "/metrics") == 0) {
         return admin_on_metrics(a, c, false);

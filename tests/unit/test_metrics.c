@@ -392,8 +392,9 @@ static void test_malformed(void **state)
     assert_string_equal(metrics_refusal_to_string(METRICS_REFUSED_APP_LIMIT), "app_limit");
 
     /* The good: a count missing (taken from +Inf), unknown keys ignored, an empty snapshot. */
-    assert_int_equal(update(ma, 2, 1, "[{\"name\":\"h\",\"type\":\"histogram\",\"buckets\":[1],"
-                                      "\"extra\":true,\"samples\":[{\"counts\":[1,2],\"sum\":3}]}]"),
+    assert_int_equal(update(ma, 2, 1,
+                            "[{\"name\":\"h\",\"type\":\"histogram\",\"buckets\":[1],"
+                            "\"extra\":true,\"samples\":[{\"counts\":[1,2],\"sum\":3}]}]"),
                      0);
     assert_true(value_of(ma, "h_count{app=\"web\"}") == 2);
     assert_int_equal(update(ma, 3, 2, "[]"), 0);
