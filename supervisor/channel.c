@@ -135,6 +135,14 @@ static void channel_on_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+void channel_drain(struct channel *ch)
+{
+    if (ch->fd != -1) {
+        channel_on_readable(ch->loop, &ch->read_w, EV_READ);
+    }
+    channel_close(ch);
+}
+
 void channel_open(struct channel *ch, struct ev_loop *loop, int fd, channel_msg_fn on_msg,
                   channel_close_fn on_close, void *data)
 {

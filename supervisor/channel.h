@@ -44,6 +44,10 @@ struct channel {
 void channel_open(struct channel *ch, struct ev_loop *loop, int fd, channel_msg_fn on_msg,
                   channel_close_fn on_close, void *data);
 
+/* Takes what the peer sent before it went (bounded by the read budget), then closes: a worker's
+ * last metrics snapshot, written just before it exited, still counts. */
+void channel_drain(struct channel *ch);
+
 /* Stops the watchers and closes the fd; safe on a closed channel. */
 void channel_close(struct channel *ch);
 

@@ -241,6 +241,9 @@ static void worker_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void *data)
 {
     struct worker *w = data;
+    if (w->pid == 0 && msg->type != WIRE_METRICS) {
+        return; /* read after the worker's exit: only its last counts still matter */
+    }
     w->channel_used = true;
     switch (msg->type) {
     case WIRE_PHASE_DONE:
@@ -370,7 +373,7 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
             worker_output_close(w, s);
         }
     }
-    channel_close(&w->ch);
+    channel_drain(&w->ch);
     if (w->stat_fd != -1) {
         close(w->stat_fd);
         w->stat_fd = -1;

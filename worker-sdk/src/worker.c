@@ -501,6 +501,10 @@ static void dispatch(struct drover_worker *w, const struct wire_msg *msg)
     case WIRE_PHASE: {
         struct phase_handler *h = &w->phase_handlers[msg->phase];
         w->stopping = true;
+        if (msg->phase == WIRE_PHASE_CLEANUP && w->collect_fn) {
+            /* The final counts: the master keeps an exited worker's last snapshot in its sums. */
+            w->collect_fn(w, w->collect_userdata);
+        }
         if (h->fn) {
             h->fn(w, (enum drover_phase)msg->phase, msg->timeout_ms, h->userdata);
         } else {
