@@ -16,6 +16,7 @@
  * the common responses are formatted once at startup, pipelined responses are batched into
  * one send, and nothing is parsed beyond what the answer needs.
  */
+#include <drover/metrics.h>
 #include <drover/worker-ev.h>
 #include <drover/worker.h>
 
@@ -50,6 +51,7 @@ struct server;
 
 struct conn {
     ev_io io;
+    ev_tstamp req_at;       /* when the request being answered was read, for the latency */
     ev_timer timer_w;       /* /sleep's delay, or the lingering close's limit */
     struct server *srv;
     struct conn *prev, *next;
@@ -92,7 +94,12 @@ struct server {
     bool drain_phase;       /* drain came from the master and awaits phase_done */
     bool exit_when_drained; /* drain came from a signal or a lost master */
     bool exiting;
-    uint64_t served;        /* by this process: the metrics counter counts from start */
+    uint64_t served;        /* by this process, for /count and the saved state */
+    /* Metrics through the SDK registry: updated on the hot path without locks or allocation. */
+    struct drover_metrics *metrics;
+    struct drover_counter *requests[6];     /* by status code, as in http_codes[] */
+    struct drover_histogram *latency;
+    struct drover_gauge *connections;
     uint64_t resumed;       /* from the saved state */
     struct canned hello[2], pid[2]; /* [keep_alive] */
 };
@@ -118,6 +125,22 @@ static void canned_format(struct canned *r, const char *body, bool keep_alive)
     r->head_len = r->len - strlen(body);
 }
 
+static const int http_codes[] = {200, 400, 431, 501, 505, 0 /* any other */};
+
+static void server_observe(struct server *srv, int code, ev_tstamp started)
+{
+    srv->served++;
+    if (!srv->metrics) {
+        return;
+    }
+    size_t i = 0;
+    while (http_codes[i] != 0 && http_codes[i] != code) {
+        i++;
+    }
+    drover_counter_inc(srv->requests[i]);
+    drover_histogram_observe(srv->latency, ev_now(srv->loop) - started);
+}
+
 /* Queues a response built now (the rare paths). The caller checked there is RESPONSE_MAX room. */
 static void conn_respond(struct conn *c, const char *status, const char *body, bool keep_alive,
                          bool head)
@@ -125,7 +148,7 @@ static void conn_respond(struct conn *c, const char *status, const char *body, b
     c->out_len += response_format(c->out + c->out_len, OUT_MAX - c->out_len, status, body,
                                   keep_alive, head);
     c->close_after |= !keep_alive;
-    c->srv->served++;
+    server_observe(c->srv, atoi(status), c->req_at);
 }
 
 static void conn_respond_canned(struct conn *c, const struct canned *r, bool keep_alive, bool head)
@@ -134,7 +157,7 @@ static void conn_respond_canned(struct conn *c, const struct canned *r, bool kee
     memcpy(c->out + c->out_len, r->text, len);
     c->out_len += len;
     c->close_after |= !keep_alive;
-    c->srv->served++;
+    server_observe(c->srv, 200, c->req_at);
 }
 
 /* ---- request parsing ------------------------------------------------------------------- */
@@ -303,6 +326,7 @@ static void conn_process(struct conn *c)
     size_t off = 0;
 
     while (!c->sleeping && !c->close_after && OUT_MAX - c->out_len >= RESPONSE_MAX) {
+        c->req_at = ev_now(srv->loop);
         if (c->body_left > 0) {
             size_t skip = c->in_len - off < c->body_left ? c->in_len - off : c->body_left;
             off += skip;
@@ -590,14 +614,9 @@ out:
 /* A full snapshot: counters count from this process's start (SPEC section 4). */
 static void server_metrics_send(struct server *srv)
 {
-    char json[512];
-    snprintf(json, sizeof(json),
-             "[{\"name\":\"http_requests_total\",\"type\":\"counter\","
-             "\"help\":\"HTTP requests answered.\",\"samples\":[{\"labels\":{},\"value\":%" PRIu64
-             "}]},{\"name\":\"http_connections\",\"type\":\"gauge\",\"agg\":\"sum\","
-             "\"help\":\"Open HTTP connections.\",\"samples\":[{\"labels\":{},\"value\":%u}]}]",
-             srv->served, srv->n_conns);
-    (void)drover_metrics_send(srv->w, json);
+    if (srv->metrics) {
+        (void)drover_metrics_flush(srv->metrics);
+    }
 }
 
 static void server_on_metrics_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -605,9 +624,44 @@ static void server_on_metrics_timer(struct ev_loop *loop, ev_timer *t, int reven
     server_metrics_send(t->data);
 }
 
-static void server_on_collect(struct drover_worker *w, void *userdata)
+/* Sampled right before each snapshot rather than updated per connection. */
+static void server_on_collect(struct drover_metrics *m, void *userdata)
 {
-    server_metrics_send(userdata);
+    struct server *srv = userdata;
+    drover_gauge_set(srv->connections, srv->n_conns);
+}
+
+static int server_metrics_init(struct server *srv)
+{
+    static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                     0.05,   0.1,   0.25,   0.5,   1,    2.5};
+    int r = drover_metrics_new(&srv->metrics);
+    for (size_t i = 0; r == 0 && i < sizeof http_codes / sizeof http_codes[0]; i++) {
+        char code[8];
+        snprintf(code, sizeof code, "%d", http_codes[i]);
+        r = drover_counter_new(srv->metrics, &srv->requests[i], "http_requests_total",
+                               "HTTP requests answered, by status code.", "code",
+                               http_codes[i] ? code : "other", (char *)NULL);
+    }
+    if (r == 0) {
+        r = drover_histogram_new(srv->metrics, &srv->latency, "http_request_duration_seconds",
+                                 "Time from reading a request to queueing its answer.", buckets,
+                                 sizeof buckets / sizeof buckets[0], (char *)NULL);
+    }
+    if (r == 0) {
+        r = drover_gauge_new(srv->metrics, &srv->connections, "http_connections",
+                             "Open HTTP connections.", DROVER_AGG_SUM, (char *)NULL);
+    }
+    if (r == 0) {
+        drover_metrics_on_collect(srv->metrics, server_on_collect, srv);
+        r = drover_metrics_attach(srv->metrics, srv->w);
+    }
+    if (r < 0) {
+        fprintf(stderr, "metrics disabled: %s\n", strerror(-r));
+        drover_metrics_free(srv->metrics);
+        srv->metrics = NULL;
+    }
+    return r;
 }
 
 static void server_state_save(struct server *srv)
@@ -833,7 +887,7 @@ int main(int argc, char **argv)
         drover_on_phase(srv.w, DROVER_PHASE_DRAIN, server_on_phase, &srv);
         drover_on_phase(srv.w, DROVER_PHASE_SAVE, server_on_phase, &srv);
         drover_on_phase(srv.w, DROVER_PHASE_CLEANUP, server_on_phase, &srv);
-        drover_on_collect(srv.w, server_on_collect, &srv);
+        (void)server_metrics_init(&srv);
         ev_timer_init(&srv.metrics_w, server_on_metrics_timer, 1.0, 1.0);
         srv.metrics_w.data = &srv;
         ev_timer_start(srv.loop, &srv.metrics_w);
@@ -861,6 +915,7 @@ int main(int argc, char **argv)
         }
     }
     drover_ev_stop(&srv.channel);
+    drover_metrics_free(srv.metrics);   /* first: it detaches from w */
     drover_close(srv.w);
     ev_loop_destroy(srv.loop);
     printf("hello-http pid %d exiting\n", (int)getpid());
