@@ -137,7 +137,7 @@ static int ctl_connect(struct ctl *c, double deadline)
     if (strlen(c->socket) >= sizeof sun.sun_path) {
         return -ENAMETOOLONG;
     }
-    strcpy(sun.sun_path, c->socket);
+    memcpy(sun.sun_path, c->socket, strlen(c->socket) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd == -1) {
         return -errno;
@@ -608,6 +608,7 @@ static int ctl_wait_exit(struct ctl *c, pid_t pid, double deadline)
             printf("%s\n", line);
         }
         free(line);
+        line = NULL;
     }
     if (r == -ETIMEDOUT) {
         fprintf(stderr, "droverctl: drover is still stopping after %.0f s\n", c->timeout);

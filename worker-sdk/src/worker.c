@@ -243,7 +243,6 @@ int drover_init(struct drover_worker **ret)
         goto out;
     }
     listen_honoured = r == 1;
-    r = 0;
     notify_read(w);
 
     e = getenv("DROVER_CHANNEL_FD");
