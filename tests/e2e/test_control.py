@@ -428,12 +428,16 @@ def test_status_shows_backoff_and_crash_restarts(drover):
     assert crash["ready"] == 0
 
 
-def test_unsupported_commands_say_so(drover):
+def test_reload_restart_metrics_replies(drover):
     start_ready(drover, 1)
-    for req in ({"cmd": "reload"}, {"cmd": "restart", "app": "web"}, {"cmd": "metrics"}):
-        reply = ask(drover, req)
-        assert reply["ok"] is False, reply
-        assert req["cmd"] in reply["error"] and "not supported" in reply["error"], reply
+    reply = ask(drover, {"cmd": "reload"})
+    assert reply["ok"] is True and reply["apps"][0]["outcome"] == "done", reply
+    reply = ask(drover, {"cmd": "restart", "app": "web"})
+    assert reply["ok"] is True and reply["reason"] == "manual", reply
+    reply = ask(drover, {"cmd": "metrics"})
+    assert reply["ok"] is True and "drover_build_info" in reply["body"], reply
+    reply = ask(drover, {"cmd": "metrics", "format": "yaml"})
+    assert reply["ok"] is False and "format" in reply["error"], reply
     reply = ask(drover, {"cmd": "restart", "app": "nope"})
     assert reply == {"ok": False, "error": "no app named 'nope'"}
 
