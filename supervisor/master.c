@@ -892,6 +892,10 @@ static void master_teardown(struct master *m)
     ev_prepare_stop(m->loop, &m->sweep_w);
     ev_timer_stop(m->loop, &m->shutdown_w);
     shutdown_abandon_all(m);
+    /* Before any app goes: a `logs -f` client is registered with the apps' log rings. Normally
+     * closed at the cleanup phase already; this covers a loop that ended without it. */
+    control_close(m->control);
+    m->control = NULL;
     for (size_t i = 0; i < m->n_apps; i++) {
         struct app *app = m->apps[i];
         /* Workers still listed here could not be reaped in time; they are SIGKILLed already
@@ -908,7 +912,6 @@ static void master_teardown(struct master *m)
     }
     master_sweep(m);
     free(m->apps);
-    control_close(m->control);
     admin_close(m->admin);
     if (m->notify_fd >= 0) {
         ev_io_stop(m->loop, &m->notify_w);
