@@ -38,7 +38,6 @@ DROVER = BUILD / "supervisor" / "drover"
 DROVERCTL = BUILD / "supervisor" / "droverctl"
 HELLO = BUILD / "worker-sdk" / "examples" / "hello-http"
 NODE_APP = ROOT / "bench" / "node" / "hello.js"
-METRICS_WORKER = Path(__file__).resolve().parent / "metrics_worker.py"
 PYTHON = "/usr/bin/python3"
 LOCK = "/tmp/drover-bench.lock"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -269,6 +268,16 @@ def rss_kb(pid):
 def cpu_seconds(pid):
     st = proc_stat(pid)
     return st[3] / CLK_TCK if st else None
+
+
+def cpu_ns(pid):
+    """CPU time the process has used, in ns, from /proc/PID/schedstat: the tick counts in
+    /proc/PID/stat are 10 ms coarse, too coarse for an idle process or one short request."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def process_table():
