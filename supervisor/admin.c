@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "logbuf.h"
@@ -476,67 +477,12 @@ static json_t *admin_last_errors(const struct app *app)
     return out;
 }
 
-static json_t *admin_worker_json(const struct app *app, const struct worker *w, ev_tstamp now)
-{
-    const struct slot *s = w->slot < app->n_slots ? app->slots[w->slot] : NULL;
-    json_t *o = json_pack("{s:I, s:I, s:s, s:I, s:f, s:I, s:I, s:f}", "slot", (json_int_t)w->slot,
-                          "pid", (json_int_t)w->pid, "state", worker_state_to_string(w->state),
-                          "generation", (json_int_t)w->generation, "uptime_s",
-                          admin_round(now - w->started_at, 0.001), "restarts",
-                          (json_int_t)(s ? s->restarts : 0), "rss_bytes",
-                          (json_int_t)admin_procstat(w).rss_bytes, "cpu_percent",
-                          admin_round(w->cpu_percent, 0.01));
-    if (o && w->status_text) {
-        json_object_set_new(o, "status", json_string(w->status_text));
-    }
-    return o;
-}
-
-static int worker_row_cmp(const void *a, const void *b)
-{
-    const struct worker *x = *(struct worker *const *)a, *y = *(struct worker *const *)b;
-    if (x->slot != y->slot) {
-        return x->slot < y->slot ? -1 : 1;
-    }
-    if (x->generation != y->generation) {
-        return x->generation < y->generation ? -1 : 1;
-    }
-    return (x->started_at > y->started_at) - (x->started_at < y->started_at);
-}
-
+/* The status reply's entry for the app (control.c), plus what only this page shows. */
 static json_t *admin_app_json(struct app *app, ev_tstamp now)
 {
-    size_t n = app_live_count(app);
-    struct worker **ws = calloc(n + 1, sizeof *ws);
-    json_t *workers = json_array();
-    json_t *restarts = json_object();
-    json_t *o = NULL;
-    if (!ws || !workers || !restarts) {
-        goto out;
-    }
-    app_collect_workers(app, ws, n);
-    qsort(ws, n, sizeof *ws, worker_row_cmp);
-    /* Live workers and slots waiting out a backoff delay, by slot, as droverctl status. */
-    size_t k = 0;
-    for (unsigned slot = 0; slot < app->n_slots || k < n; slot++) {
-        while (k < n && ws[k]->slot == slot) {
-            json_array_append_new(workers, admin_worker_json(app, ws[k++], now));
-        }
-        const struct slot *s = slot < app->n_slots ? app->slots[slot] : NULL;
-        if (s && !s->worker && ev_is_active(&s->restart_w)) {
-            double in = ev_timer_remaining(app->m->loop, (ev_timer *)&s->restart_w);
-            json_array_append_new(
-                workers, json_pack("{s:I, s:i, s:s, s:I, s:f, s:I, s:I, s:f, s:f}", "slot",
-                                   (json_int_t)slot, "pid", 0, "state", "backoff", "generation",
-                                   (json_int_t)app->generation, "uptime_s", 0.0, "restarts",
-                                   (json_int_t)s->restarts, "rss_bytes", (json_int_t)0,
-                                   "cpu_percent", 0.0, "restart_in_s",
-                                   admin_round(in > 0 ? in : 0, 0.001)));
-        }
-    }
-    for (int r = 0; r < WORKER_REASON_COUNT; r++) {
-        json_object_set_new(restarts, worker_reason_to_string((enum worker_reason)r),
-                            json_integer((json_int_t)app->restarts[r]));
+    json_t *o = control_status_app(app, now);
+    if (!o) {
+        return NULL;
     }
     struct metrics_stats st;
     metrics_app_stats(app->metrics, &st);
@@ -544,19 +490,18 @@ static json_t *admin_app_json(struct app *app, ev_tstamp now)
     for (int r = 0; r < METRICS_REFUSED_COUNT; r++) {
         refused += (json_int_t)st.refused[r];
     }
-    o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:O, s:I, s:{s:I, s:I}, s:{s:I, s:I, s:I}, s:o*, "
-                  "s:O}",
-                  "name", app->name, "state", app_state_to_string(app->state), "generation",
-                  (json_int_t)app->generation, "wanted", (json_int_t)app->n_slots, "ready",
-                  (json_int_t)app_ready_count(app), "restarts", restarts, "log_dropped",
-                  (json_int_t)app->log_dropped, "reloads", "done", (json_int_t)app->reloads[0],
-                  "failed", (json_int_t)app->reloads[1], "metrics", "series",
-                  (json_int_t)st.series, "conflicts", (json_int_t)st.conflicts, "refused",
-                  refused, "last_errors", admin_last_errors(app), "workers", workers);
-out:
-    json_decref(workers);
-    json_decref(restarts);
-    free(ws);
+    json_t *reloads = json_pack("{s:I, s:I}", "done", (json_int_t)app->reloads[0], "failed",
+                                (json_int_t)app->reloads[1]);
+    json_t *metrics = json_pack("{s:I, s:I, s:I}", "series", (json_int_t)st.series, "conflicts",
+                                (json_int_t)st.conflicts, "refused", refused);
+    /* set_new takes (and on failure frees) each value, so all three run before the check */
+    int failed = json_object_set_new(o, "reloads", reloads) < 0;
+    failed |= json_object_set_new(o, "metrics", metrics) < 0;
+    failed |= json_object_set_new(o, "last_errors", admin_last_errors(app)) < 0;
+    if (failed) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -567,7 +512,7 @@ out:
  */
 static json_t *admin_status_json(struct master *m)
 {
-    ev_tstamp now = ev_now(m->loop);
+    ev_tstamp now = ev_time();
     json_t *apps = json_array();
     for (size_t i = 0; apps && i < m->n_apps; i++) {
         if (json_array_append_new(apps, admin_app_json(m->apps[i], now)) < 0) {

@@ -283,7 +283,7 @@ static json_t *control_status_worker(struct app *app, const struct control_row *
     return o;
 }
 
-static json_t *control_status_app(struct app *app, ev_tstamp now)
+json_t *control_status_app(struct app *app, double now)
 {
     size_t n = app_live_count(app) + app->n_slots;
     struct control_row *rows = calloc(n ? n : 1, sizeof *rows);

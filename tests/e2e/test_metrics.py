@@ -300,6 +300,7 @@ def test_health_endpoints(drover):
     assert app["name"] == "slow" and app["state"] == "running" and app["ready"] == 2
     assert set(app["restarts"]) == {"crash", "memory", "reload", "manual"}
     assert isinstance(app["last_errors"], list)
+    assert set(app["reloads"]) == {"done", "failed"} and "series" in app["metrics"]
     assert [w["slot"] for w in app["workers"]] == [0, 1]
     for w in app["workers"]:
         assert w["state"] == "ready" and w["pid"] > 0 and w["rss_bytes"] > 0
