@@ -43,6 +43,31 @@ def test_killed_during_save_leaves_previous_state_intact(tmp):
     assert all(f.startswith(".slot.state") or "tmp" in f for f in leftovers), leftovers
 
 
+def test_save_sweeps_its_own_stale_temporaries(tmp):
+    """A save killed mid-write leaves `.name.XXXXXX`; the next save of the same file removes
+    such leftovers once they are stale, and touches nothing else in the shared directory."""
+    old = time.time() - 3600
+    stale = tmp / ".slot.state.AbC123"
+    fresh = tmp / ".slot.state.XyZ789"          # as if another save of this slot were running
+    other = tmp / ".other.state.AbC123"          # another slot's leftover: not ours
+    unrelated = tmp / ".slot.state.old"          # not a mkostemp name
+    for f in (stale, fresh, other, unrelated):
+        f.write_text("partial")
+    for f in (stale, other, unrelated):
+        os.utime(f, (old, old))
+    env = h.clean_env({"DROVER_STATE_FILE": str(tmp / "slot.state")})
+    p = subprocess.Popen([str(STATE_SAVER)], env=env, stdout=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        assert p.stdout.readline().strip() == "saved 1"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert consistent((tmp / "slot.state").read_text())
+    assert not stale.exists()
+    assert fresh.exists() and other.exists() and unrelated.exists()
+
+
 def test_hello_http_saves_and_resumes_its_count(drover):
     port = h.free_port()
     addr = f"127.0.0.1:{port}"

@@ -14,6 +14,7 @@
  */
 #include "drover/worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,6 +39,8 @@
 #define READS_PER_PROCESS 16
 /* A status line is one short human sentence; longer text is cut. */
 #define STATUS_MAX 4096
+/* A temporary of a state save untouched this long was abandoned by a killed save. */
+#define STATE_TEMP_STALE_S 60
 /* State beyond this is not what the state file is for. */
 #define STATE_MAX (64u * 1024u * 1024u)
 /* How long drover_close waits for queued output (a last phase_done) to leave. */
@@ -704,10 +707,43 @@ static int write_all(int fd, const void *buf, size_t len)
 }
 
 /*
+ * Removes temporaries of this state file (".base.XXXXXX") left by saves that were killed. Only
+ * this file's own temporaries: the state_dir is shared with other slots and apps, whose files
+ * are theirs to judge. Only stale ones: during a reload the old worker of this slot may be in
+ * the middle of a save, but a live save writes, syncs and renames within moments, so a
+ * temporary nobody has modified for STATE_TEMP_STALE_S seconds has no writer left.
+ */
+static void state_sweep(const char *dir, const char *base)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        return;
+    }
+    size_t blen = strlen(base);
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (n[0] != '.' || strncmp(n + 1, base, blen) != 0 || n[1 + blen] != '.' ||
+            strlen(n + 2 + blen) != 6) { /* mkostemp's six characters */
+            continue;
+        }
+        struct stat st;
+        if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            now - st.st_mtime < STATE_TEMP_STALE_S) {
+            continue;
+        }
+        (void)unlinkat(dirfd(d), n, 0); /* best effort: a leftover costs disk, not state */
+    }
+    closedir(d);
+}
+
+/*
  * The atomic-replace sequence. A unique temporary name (mkostemp), not a fixed "file.tmp": during
  * a reload the old worker of a slot may still be saving while nothing else should touch its
  * file, and two writers sharing one temporary would produce exactly the torn file this avoids.
- * A worker killed mid-save leaves a ".name.XXXXXX" file behind but never a damaged state file.
+ * A worker killed mid-save leaves a ".name.XXXXXX" file behind but never a damaged state file;
+ * a later save of the same file sweeps it (state_sweep).
  */
 int drover_state_save(struct drover_worker *w, const void *buf, size_t len)
 {
@@ -729,6 +765,7 @@ int drover_state_save(struct drover_worker *w, const void *buf, size_t len)
         r = -ENOMEM;
         goto out;
     }
+    state_sweep(dir, base);
     if (asprintf(&tmp, "%s/.%s.XXXXXX", dir, base) < 0) {
         tmp = NULL;
         r = -ENOMEM;

@@ -153,7 +153,9 @@ DROVER_API const char *drover_phase_to_string(enum drover_phase phase);
  * Replaces the state file with len bytes of buf atomically: a temporary file in the same
  * directory (mode 0600) is written and fsync'd, renamed over DROVER_STATE_FILE, and the
  * directory is fsync'd, so a reader sees the old content or the new, never a mix, even if the
- * worker is killed mid-save. Returns 0, -ENOENT when no state file is configured, or -errno.
+ * worker is killed mid-save. A save killed that way leaves its temporary behind; a later save
+ * removes this file's temporaries that are over a minute old. Returns 0, -ENOENT when no state
+ * file is configured, or -errno.
  */
 DROVER_API int drover_state_save(struct drover_worker *w, const void *buf, size_t len);
 
