@@ -32,7 +32,6 @@
 #include <unistd.h>
 
 #include "app.h"
-#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "logbuf.h"
@@ -40,6 +39,7 @@
 #include "metrics.h"
 #include "prom.h"
 #include "shutdown.h"
+#include "status.h"
 #include "worker.h"
 
 /* Concurrent connections and the idle time after which MHD drops one. */
@@ -477,10 +477,10 @@ static json_t *admin_last_errors(const struct app *app)
     return out;
 }
 
-/* The status reply's entry for the app (control.c), plus what only this page shows. */
+/* The status reply's entry for the app (status.c), plus what only this page shows. */
 static json_t *admin_app_json(struct app *app, ev_tstamp now)
 {
-    json_t *o = control_status_app(app, now);
+    json_t *o = status_app_json(app, now);
     if (!o) {
         return NULL;
     }

@@ -11,8 +11,6 @@
  */
 #pragma once
 
-#include <jansson.h>
-
 struct master;
 struct app;
 struct control;
@@ -30,11 +28,3 @@ void control_close(struct control *c);
 /* Something about app changed (a worker ready or gone, the app stopped): parked requests look
  * again at whether they are done. Safe on NULL. */
 void control_on_app_changed(struct control *c, struct app *app);
-
-/*
- * One app's entry of the status reply (SPEC section 7): name, state, generation, wanted, ready,
- * restarts by reason, and its workers by slot, including slots waiting out a backoff delay.
- * /health/detailed serves the same entry with extras. `now` is the wall clock (ev_time()).
- * Returns a new reference, or NULL when out of memory.
- */
-json_t *control_status_app(struct app *app, double now);
