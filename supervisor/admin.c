@@ -429,26 +429,6 @@ static double admin_round(double v, double unit)
     return round(v / unit) * unit;
 }
 
-/* A JSON string from bytes that may not be UTF-8 (worker output): invalid bytes become '?'. */
-static json_t *admin_text(const char *text, size_t len)
-{
-    json_t *s = json_stringn(text, len);
-    if (s) {
-        return s;
-    }
-    char *copy = malloc(len + 1);
-    if (!copy) {
-        return NULL;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        copy[i] = c >= 0x80 || c == 0 ? '?' : (char)c;
-    }
-    s = json_stringn(copy, len);
-    free(copy);
-    return s;
-}
-
 struct last_errors {
     struct logbuf_line lines[ADMIN_LAST_ERRORS];
     size_t n;       /* stderr lines seen; the last ADMIN_LAST_ERRORS are kept, as a ring */
@@ -471,7 +451,7 @@ static json_t *admin_last_errors(const struct app *app)
     for (size_t i = 0; out && i < k; i++) {
         const struct logbuf_line *l = &e.lines[(e.n - k + i) % ADMIN_LAST_ERRORS];
         json_t *o = json_pack("{s:f, s:i, s:i, s:o*}", "ts", admin_round(l->ts, 0.001), "slot",
-                              l->slot, "pid", (int)l->pid, "text", admin_text(l->text, l->len));
+                              l->slot, "pid", (int)l->pid, "text", log_json_text(l->text, l->len));
         json_array_append_new(out, o);
     }
     return out;

@@ -557,26 +557,6 @@ static void control_stop(struct client *cl, const struct wire_request *req)
 
 /* ---- logs ---- */
 
-/* A line of worker output as JSON text; bytes that are not UTF-8 become '?', as in log.c. */
-static json_t *control_text(const char *text, size_t len)
-{
-    json_t *s = json_stringn(text, len);
-    if (s) {
-        return s;
-    }
-    char *copy = malloc(len ? len : 1);
-    if (!copy) {
-        return NULL;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)text[i];
-        copy[i] = ch < 0x80 ? (char)ch : '?';
-    }
-    s = json_stringn(copy, len);
-    free(copy);
-    return s;
-}
-
 static void control_timestamp(double ts, char *buf, size_t size)
 {
     time_t sec = (time_t)ts;
@@ -596,7 +576,7 @@ static char *control_log_line(const struct app *app, const struct logbuf_line *l
     json_t *rec = json_pack("{s:{s:s, s:s, s:i, s:I, s:s, s:o*}}", "log", "ts", ts, "app",
                             app->name, "worker", line->slot, "pid", (json_int_t)line->pid,
                             "stream", line->is_stderr ? "stderr" : "stdout", "msg",
-                            control_text(line->text, line->len));
+                            log_json_text(line->text, line->len));
     char *text = rec ? control_dump(rec, ret_len) : NULL;
     json_decref(rec);
     return text;

@@ -359,6 +359,26 @@ static int log_emit_text(const char *ts, enum log_level level, struct log_origin
     return r;
 }
 
+json_t *log_json_text(const char *text, size_t len)
+{
+    json_t *s = json_stringn(text, len);
+    if (s) {
+        return s;
+    }
+    /* Not UTF-8: keep the bytes readable rather than lose the line. */
+    char *copy = malloc(len ? len : 1);
+    if (!copy) {
+        return NULL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        copy[i] = c >= 0x80 || c == 0 ? '?' : (char)c;
+    }
+    s = json_stringn(copy, len);
+    free(copy);
+    return s;
+}
+
 int log_record(enum log_level level, struct log_origin origin, json_t *fields, const char *fmt, ...)
 {
     char msg[LOG_MSG_MAX];
@@ -388,7 +408,8 @@ int log_record(enum log_level level, struct log_origin origin, json_t *fields, c
     json_object_set_new(rec, "ts", json_string(ts));
     json_object_set_new(rec, "level", json_string(log_level_to_string(level)));
     log_json_origin(rec, origin);
-    json_object_set_new(rec, "msg", json_stringn(msg, (size_t)len));
+    /* A message may quote worker output (a failed reload's last lines): never drop it. */
+    json_object_set_new(rec, "msg", log_json_text(msg, (size_t)len));
     if (fields) {
         json_object_update(rec, fields);
         json_decref(fields);
@@ -431,19 +452,7 @@ int log_worker_line(struct log_origin origin, bool is_stderr, const char *line, 
         log_json_origin(rec, origin);
         json_object_set_new(rec, "ts", json_string(ts));
     } else {
-        json_t *msg = json_stringn(line, len);
-        if (!msg) {
-            /* Not UTF-8: keep the bytes readable rather than lose the line. */
-            char *copy = malloc(len + 1);
-            if (copy) {
-                for (size_t i = 0; i < len; i++) {
-                    unsigned char c = (unsigned char)line[i];
-                    copy[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-                }
-                msg = json_stringn(copy, len);
-                free(copy);
-            }
-        }
+        json_t *msg = log_json_text(line, len);
         json_object_set_new(rec, "msg", msg ? msg : json_string(""));
     }
     if (is_stderr) {

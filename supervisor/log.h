@@ -58,6 +58,13 @@ int log_record(enum log_level level, struct log_origin origin, json_t *fields, c
 #define log_error(...) log_record(LOG_ERROR, LOG_MASTER, NULL, __VA_ARGS__)
 
 /*
+ * Bytes that may not be UTF-8 (worker output) as a JSON string: valid UTF-8 is kept as it is;
+ * otherwise every byte outside ASCII (and NUL) becomes '?', so the line stays readable and the
+ * document it goes into stays valid JSON. Returns a new reference, or NULL when out of memory.
+ */
+json_t *log_json_text(const char *text, size_t len);
+
+/*
  * One line of a worker's output (without its newline). A line that is itself a JSON object is
  * merged into the record instead of quoted. Returns 0 or -ENOBUFS when dropped.
  */

@@ -287,7 +287,7 @@ static void reload_collect_line(const struct logbuf_line *line, void *data)
 {
     struct reload_lines *c = data;
     if (line->pid == c->pid) {
-        json_array_append_new(c->lines, json_stringn_nocheck(line->text, line->len));
+        json_array_append_new(c->lines, log_json_text(line->text, line->len));
         if (json_array_size(c->lines) > RELOAD_LAST_LINES) {
             json_array_remove(c->lines, 0);
         }

@@ -1,5 +1,6 @@
 """Rolling reload, restart and rollback (SPEC section 5): real wrk load against real workers."""
 
+import json
 import re
 import signal
 import subprocess
@@ -221,3 +222,22 @@ def test_droverctl_reload_and_restart(drover):
     assert set(dr.workers()) == serving
     r = dr.ctl("restart", "web", "9")
     assert r.returncode == 1 and "no slot 9" in r.stderr
+
+
+def test_failed_reload_reports_output_that_is_not_utf8(drover):
+    """The failed worker's last words go into the reload result as JSON text even when they
+    are not UTF-8 (bytes become '?'), so droverctl can still read the result."""
+    port = h.free_port()
+    dr = drover.start(apps=web(port, workers=1))
+    dr.wait_http(f"127.0.0.1:{port}")
+    dr.write_config(apps=web(port, workers=1,
+                             command="/bin/sh -c 'printf \"bad\\377bytes\\n\" >&2; exit 3'"))
+    r = dr.ctl("--json", "reload", timeout=30)
+    assert r.returncode == 1, r.stdout + r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "apps" in res, r.stdout
+    (app,) = res["apps"]
+    assert app["outcome"] == "rolled_back", app
+    assert "bad?bytes" in app["last_output"], app
+    # and drover's own log keeps the line too, instead of a record without its message
+    assert dr.find(lambda rec: "last output: bad?bytes" in rec.get("msg", "")), dr.output()[-2000:]
