@@ -6,8 +6,10 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "app.h"
+#include "log.h"
 #include "master.h"
 #include "procstat.h"
 #include "worker.h"
@@ -70,7 +72,8 @@ static json_t *status_worker_json(struct app *app, const struct status_row *row,
                           (json_int_t)(s ? s->restarts : 0), "rss_bytes", (json_int_t)rss,
                           "cpu_percent", status_round(w->cpu_percent, 0.01));
     if (o && w->status_text) {
-        json_object_set_new(o, "status", json_string(w->status_text));
+        /* sd_notify text is raw bytes, and the 512-byte cut can split a character */
+        json_object_set_new(o, "status", log_json_text(w->status_text, strlen(w->status_text)));
     }
     return o;
 }

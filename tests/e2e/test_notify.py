@@ -35,6 +35,20 @@ def test_unmodified_socket_activation_app(drover):
                            and "stream" not in r)
 
 
+def test_status_text_that_is_not_utf8_still_shows(drover):
+    """STATUS= over sd_notify is raw bytes: status shows it with '?' for what is not UTF-8."""
+    addr = f"127.0.0.1:{h.free_port()}"
+    drover.start(apps={"odd": {"command": h.helper("sockact_app.py", "--bad-status"),
+                               "workers": 1, "listen": addr, "ready": "notify"}})
+    drover.wait_http(addr)
+
+    def status_text():
+        st = drover.status() or {}
+        texts = [w.get("status") for a in st.get("apps", []) for w in a.get("workers", [])]
+        return texts[0] if texts and texts[0] else None
+    assert h.wait_until(status_text, 10, what="the worker's status text") == "serving ?? clients"
+
+
 def test_never_ready_is_killed_and_restarted(drover):
     addr = f"127.0.0.1:{h.free_port()}"
     drover.start(apps={"mute": {"command": h.helper("sockact_app.py", "--no-notify"),

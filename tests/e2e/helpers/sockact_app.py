@@ -4,7 +4,8 @@
 It takes its listening socket from LISTEN_FDS (fd 3, checked against LISTEN_PID), serves a
 minimal HTTP/1.0-style answer "sockact pid N" on it, and announces READY=1 over NOTIFY_SOCKET
 (a path or an '@' abstract name), as any sd_notify user does. With --no-notify it never
-announces readiness, to test ready_timeout. No drover SDK, no DROVER_* variable is read.
+announces readiness, to test ready_timeout; with --bad-status its STATUS= text is not UTF-8
+(sd_notify carries raw bytes). No drover SDK, no DROVER_* variable is read.
 """
 import os
 import socket
@@ -21,7 +22,7 @@ def sd_notify(state):
         path = "\0" + path[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
         s.connect(path)
-        s.sendall(state.encode())
+        s.sendall(state if isinstance(state, bytes) else state.encode())
     return True
 
 
@@ -39,7 +40,9 @@ def main():
         return 1
     srv = socket.socket(fileno=fds[0])
     srv.setblocking(True)
-    if "--no-notify" not in sys.argv[1:]:
+    if "--bad-status" in sys.argv[1:]:
+        sd_notify(b"READY=1\nSTATUS=serving \xff\xfe clients")
+    elif "--no-notify" not in sys.argv[1:]:
         sd_notify("READY=1\nSTATUS=serving")
     body = f"sockact pid {os.getpid()}\n".encode()
     while True:
