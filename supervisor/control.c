@@ -215,7 +215,8 @@ static void client_fail(struct client *cl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    client_reply(cl, json_pack("{s:b, s:s}", "ok", 0, "error", msg));
+    /* The message may quote the config file or a request, bytes that need not be UTF-8. */
+    client_reply(cl, json_pack("{s:b, s:o*}", "ok", 0, "error", log_json_text(msg, strlen(msg))));
 }
 
 /* ---- status ---- */

@@ -153,7 +153,7 @@ static void reload_finish(struct reload *r, bool ok)
         json_object_set_new(res, "rollback_slots", reload_slots_json(r));
     }
     if (r->error) {
-        json_object_set_new(res, "error", json_string(r->error));
+        json_object_set_new(res, "error", log_json_text(r->error, strlen(r->error)));
     }
     if (r->last_output) {
         json_object_set_new(res, "last_output", json_incref(r->last_output));

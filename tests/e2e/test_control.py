@@ -440,6 +440,14 @@ def test_reload_restart_metrics_replies(drover):
     assert reply["ok"] is False and "format" in reply["error"], reply
     reply = ask(drover, {"cmd": "restart", "app": "nope"})
     assert reply == {"ok": False, "error": "no app named 'nope'"}
+    # A config error quotes the file, whose bytes need not be UTF-8: still a JSON answer.
+    cfg = drover.config_path
+    good = cfg.read_bytes()
+    cfg.write_bytes(good + b"\nbad\xffkey = 1\n")
+    reply = ask(drover, {"cmd": "reload"})
+    assert reply["ok"] is False and "bad?key" in reply["error"], reply
+    cfg.write_bytes(good)
+    assert ask(drover, {"cmd": "reload"})["ok"] is True
 
 
 def test_parked_requests_end_when_drover_stops(drover):
