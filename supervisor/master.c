@@ -247,8 +247,10 @@ void master_forget(struct master *m, void *data)
 
 static void master_reload_app_error(struct master_reload *mr, const char *app, const char *error)
 {
-    json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s, s:s}", "ok", 0, "app", app,
-                                              "outcome", "refused", "error", error));
+    /* error may quote the config file: bytes that need not be UTF-8 */
+    json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s, s:o*}", "ok", 0, "app", app,
+                                              "outcome", "refused", "error",
+                                              log_json_text(error, strlen(error))));
     mr->ok = false;
 }
 
