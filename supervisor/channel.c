@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,6 +13,8 @@
 
 /* Bytes read per wakeup before yielding to the rest of the loop. */
 #define CHANNEL_READ_BUDGET (256u * 1024u)
+/* Messages handed to the owner per turn before yielding to the rest of the loop. */
+#define CHANNEL_MSG_BUDGET 64u
 
 bool channel_is_open(const struct channel *ch)
 {
@@ -25,6 +28,7 @@ void channel_close(struct channel *ch)
     }
     ev_io_stop(ch->loop, &ch->read_w);
     ev_io_stop(ch->loop, &ch->write_w);
+    ev_timer_stop(ch->loop, &ch->resume_w);
     close(ch->fd);
     ch->fd = -1;
     wire_lines_done(&ch->in);
@@ -67,28 +71,82 @@ static int channel_flush(struct channel *ch)
     return 0;
 }
 
+size_t channel_pending(const struct channel *ch)
+{
+    return ch->out_len;
+}
+
 static void channel_on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct channel *ch = w->data;
     int r = channel_flush(ch);
     if (r < 0) {
         channel_fail(ch, r);
+        return;
+    }
+    /* Only from the watcher, never from channel_send(): the owner hears of a drained queue on a
+     * loop turn of its own. */
+    if (ch->out_len == 0 && ch->on_drained) {
+        ch->on_drained(ch, ch->data);
     }
 }
 
-static void channel_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+/* Parses the lines already read, at most *msgs of them. Returns 1 when the budget ran out
+ * (lines may be left over), 0 when every buffered line was taken, or -1 when the channel
+ * failed or was closed. */
+static int channel_dispatch(struct channel *ch, unsigned *msgs)
 {
-    struct channel *ch = w->data;
-    size_t budget = CHANNEL_READ_BUDGET;
-    while (budget > 0) {
+    const char *line;
+    size_t len;
+    int r = 0;
+    while (*msgs > 0 && (r = wire_lines_next(&ch->in, &line, &len)) == 1) {
+        struct wire_msg msg;
+        if (len == 0) {
+            continue;
+        }
+        r = wire_msg_parse(line, len, &msg);
+        if (r < 0) {
+            channel_fail(ch, r);
+            return -1;
+        }
+        (*msgs)--;
+        ch->on_msg(ch, &msg, ch->data);
+        wire_msg_done(&msg);
+        /* The handler may have closed the channel (e.g. the worker is being removed). */
+        if (ch->fd == -1) {
+            return -1;
+        }
+    }
+    if (*msgs == 0) {
+        return 1; /* more may be buffered: the next turn looks */
+    }
+    if (r < 0) {
+        channel_fail(ch, r);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * One turn of reading: what is already buffered first, then up to bytes more from the socket,
+ * handing at most msgs messages to the owner. Each message may cost the owner real work (a
+ * metrics snapshot to merge, a page to render), so a worker that writes faster than the master
+ * handles must not keep the loop here: when the message budget runs out with lines still
+ * buffered, the rest waits for the resume timer, which fires on the next loop iteration after
+ * every other ready watcher (control clients, signals, the admin port) had its turn.
+ */
+static void channel_process(struct channel *ch, size_t bytes, unsigned msgs)
+{
+    int left = channel_dispatch(ch, &msgs);
+    while (left == 0 && bytes > 0) {
         size_t room;
         char *space = wire_lines_space(&ch->in, &room);
         if (!space) {
             channel_fail(ch, -EMSGSIZE);
             return;
         }
-        if (room > budget) {
-            room = budget;
+        if (room > bytes) {
+            room = bytes;
         }
         ssize_t n = read(ch->fd, space, room);
         if (n == 0) {
@@ -106,39 +164,39 @@ static void channel_on_readable(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         wire_lines_commit(&ch->in, (size_t)n);
-        budget -= (size_t)n;
-
-        const char *line;
-        size_t len;
-        int r;
-        while ((r = wire_lines_next(&ch->in, &line, &len)) == 1) {
-            struct wire_msg msg;
-            if (len == 0) {
-                continue;
-            }
-            r = wire_msg_parse(line, len, &msg);
-            if (r < 0) {
-                channel_fail(ch, r);
-                return;
-            }
-            ch->on_msg(ch, &msg, ch->data);
-            wire_msg_done(&msg);
-            /* The handler may have closed the channel (e.g. the worker is being removed). */
-            if (ch->fd == -1) {
-                return;
-            }
-        }
-        if (r < 0) {
-            channel_fail(ch, r);
-            return;
-        }
+        bytes -= (size_t)n;
+        left = channel_dispatch(ch, &msgs);
     }
+    if (left < 0) {
+        return;
+    }
+    if (left > 0 && !ev_is_active(&ch->resume_w)) {
+        ev_timer_set(&ch->resume_w, 0., 0.);
+        ev_timer_start(ch->loop, &ch->resume_w);
+    }
+}
+
+static void channel_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct channel *ch = w->data;
+    if (ev_is_active(&ch->resume_w)) {
+        return; /* lines are waiting for their turn; reading more would only pile them up */
+    }
+    channel_process(ch, CHANNEL_READ_BUDGET, CHANNEL_MSG_BUDGET);
+}
+
+static void channel_on_resume(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    channel_process(t->data, CHANNEL_READ_BUDGET, CHANNEL_MSG_BUDGET);
 }
 
 void channel_drain(struct channel *ch)
 {
     if (ch->fd != -1) {
-        channel_on_readable(ch->loop, &ch->read_w, EV_READ);
+        /* The worker is gone: no more turns to come. Its last messages (its final metrics
+         * snapshot above all) are taken now, bounded in bytes as any turn. */
+        ev_timer_stop(ch->loop, &ch->resume_w);
+        channel_process(ch, CHANNEL_READ_BUDGET, UINT_MAX);
     }
     channel_close(ch);
 }
@@ -153,8 +211,10 @@ void channel_open(struct channel *ch, struct ev_loop *loop, int fd, channel_msg_
     wire_lines_init(&ch->in, WIRE_LINE_MAX);
     ev_io_init(&ch->read_w, channel_on_readable, fd, EV_READ);
     ev_io_init(&ch->write_w, channel_on_writable, fd, EV_WRITE);
+    ev_init(&ch->resume_w, channel_on_resume);
     ch->read_w.data = ch;
     ch->write_w.data = ch;
+    ch->resume_w.data = ch;
     ev_io_start(loop, &ch->read_w);
 }
 

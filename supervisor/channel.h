@@ -5,8 +5,8 @@
  * which a message is refused rather than queued. A worker that breaks the protocol gets its
  * channel closed; the worker itself goes on and is judged by the rest of its behaviour.
  *
- * The channel reads at most a fixed budget per wakeup, so a flooding worker cannot starve the
- * loop.
+ * The channel reads at most a fixed budget of bytes and hands over at most a fixed number of
+ * messages per loop iteration, so a flooding worker cannot starve the loop.
  */
 #pragma once
 
@@ -25,18 +25,22 @@ typedef void (*channel_msg_fn)(struct channel *ch, struct wire_msg *msg, void *d
 /* The channel closed: err is 0 for EOF, or -EPROTO / -EMSGSIZE / -errno. Not called from
  * channel_close(). The channel is already closed when this runs. */
 typedef void (*channel_close_fn)(struct channel *ch, int err, void *data);
+/* Everything queued has been written after the worker made us wait (optional). */
+typedef void (*channel_drained_fn)(struct channel *ch, void *data);
 
 struct channel {
     struct ev_loop *loop;
     int fd;
     ev_io read_w;
     ev_io write_w;
+    ev_timer resume_w;          /* the rest of a turn whose message budget ran out */
     struct wire_lines in;
     char *out;
     size_t out_len;
     size_t out_cap;
     channel_msg_fn on_msg;
     channel_close_fn on_close;
+    channel_drained_fn on_drained;
     void *data;
 };
 
@@ -52,6 +56,9 @@ void channel_drain(struct channel *ch);
 void channel_close(struct channel *ch);
 
 bool channel_is_open(const struct channel *ch);
+
+/* Bytes queued for the worker and not yet written. */
+size_t channel_pending(const struct channel *ch);
 
 /* Queues one message. Returns 0, -ENOTCONN when closed, -ENOBUFS when the worker is not
  * reading and the limit is reached, or -ENOMEM. */

@@ -602,23 +602,33 @@ static void master_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     }
 }
 
-void master_send_metrics_page(struct master *m, struct worker *w, const char *format)
+void master_metrics_changed(struct master *m)
 {
-    const char *fmt = format ? format : "text";
-    char *body = NULL;
-    size_t len = 0;
-    int r = admin_render_metrics(m, fmt, &body, &len);
-    if (r < 0) {
-        log_record(LOG_WARN, (struct log_origin){w->app->name, (int)w->slot, w->pid}, NULL,
-                   "get_metrics: %s", r == -EINVAL ? "unknown format" : strerror(-r));
-        return;
+    for (size_t i = 0; i < 2; i++) {
+        m->pages[i].at = 0;
     }
-    struct wire_msg msg = {.type = WIRE_METRICS_PAGE, .format = (char *)fmt, .body = body};
-    if (channel_send(&w->ch, &msg) == -ENOBUFS) {
-        log_record(LOG_WARN, (struct log_origin){w->app->name, (int)w->slot, w->pid}, NULL,
-                   "get_metrics: the worker is not reading its channel; page dropped");
+}
+
+int master_send_metrics_page(struct master *m, struct worker *w, const char *format)
+{
+    bool json = strcmp(format, "json") == 0;
+    if (!json && strcmp(format, "text") != 0) {
+        return -EINVAL;
     }
-    free(body);
+    struct master_page *p = &m->pages[json];
+    ev_tstamp now = ev_now(m->loop);
+    if (!p->body || p->at != now) {
+        char *body = NULL;
+        size_t len = 0;
+        int r = admin_render_metrics(m, format, &body, &len);
+        if (r < 0) {
+            return r;
+        }
+        free(p->body);
+        *p = (struct master_page){body, len, now};
+    }
+    struct wire_msg msg = {.type = WIRE_METRICS_PAGE, .format = (char *)format, .body = p->body};
+    return channel_send(&w->ch, &msg);
 }
 
 /* ---- sd_notify from workers ---- */
@@ -928,6 +938,8 @@ static void master_teardown(struct master *m)
     free(m->notify_path);
     free(m->systemd_socket);
     free(m->status_line);
+    free(m->pages[0].body);
+    free(m->pages[1].body);
     ev_timer_stop(m->loop, &m->watchdog_w);
     free(m->state_dir);
     config_unref(m->cfg);

@@ -58,6 +58,11 @@ struct master {
     char *status_line;          /* the last STATUS= sent, to send only changes */
     struct control *control;
     struct admin *admin;
+    struct master_page {        /* the last combined page a worker asked for, per format */
+        char *body;
+        size_t len;
+        ev_tstamp at;           /* the loop turn it was rendered in */
+    } pages[2];                 /* text, json */
 };
 
 /*
@@ -97,8 +102,13 @@ struct app *master_app_find(struct master *m, const char *name);
 struct worker *master_worker_by_pid(struct master *m, pid_t pid);
 
 /* Answers a worker's get_metrics with the combined page over its channel (SPEC section 4).
- * format: "text" (default) or "json". */
-void master_send_metrics_page(struct master *m, struct worker *w, const char *format);
+ * format: "text" or "json". Pages rendered in the same loop turn with no snapshot in between
+ * are rendered once. Returns 0, -EINVAL (format), -ENOBUFS (the channel is full), -ENOTCONN
+ * or -ENOMEM; logs nothing (the worker decides what is worth saying). */
+int master_send_metrics_page(struct master *m, struct worker *w, const char *format);
+
+/* A worker's metrics changed: a cached page is stale. */
+void master_metrics_changed(struct master *m);
 
 /* Every app has at least one ready worker and no shutdown began. */
 bool master_is_ready(const struct master *m);

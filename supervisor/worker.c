@@ -31,6 +31,10 @@
 
 extern char **environ;
 
+/* How long merged get_metrics requests may wait on a worker that does not read its channel
+ * before that is logged. */
+#define WORKER_PAGE_PATIENCE 1.0
+
 /* Output bytes read per wakeup from one pipe, so a chatty worker cannot starve the loop. */
 #define WORKER_OUTPUT_BUDGET (64u * 1024u)
 
@@ -238,6 +242,81 @@ static void worker_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- the channel ---- */
 
+/* get_metrics formats, as bits of pages_wanted. */
+enum { WORKER_PAGE_TEXT = 1u, WORKER_PAGE_JSON = 2u };
+
+static void worker_page_trouble(struct worker *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Once per worker: a worker that misuses get_metrics does so thousands of times a second. */
+static void worker_page_trouble(struct worker *w, const char *fmt, ...)
+{
+    if (w->pages_warned) {
+        return;
+    }
+    w->pages_warned = true;
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    log_record(LOG_WARN, worker_origin(w), NULL, "get_metrics: %s (logged once per worker)",
+               text);
+}
+
+static void worker_send_page(struct worker *w, const char *format)
+{
+    int r = master_send_metrics_page(w->app->m, w, format);
+    if (r == -ENOBUFS) {
+        worker_page_trouble(w, "the page does not fit the channel's %u-byte queue; dropped",
+                            CHANNEL_OUT_LIMIT);
+    } else if (r < 0 && r != -ENOTCONN) {
+        worker_page_trouble(w, "%s", r == -EINVAL ? "unknown format" : strerror(-r));
+    }
+}
+
+/*
+ * A worker may ask for the combined page as often as it likes, but the master renders and
+ * queues at most one answer at a time per worker (SPEC section 4): while an answer still waits
+ * in the channel, further requests are merged into one, sent when the worker has read the
+ * queue (worker_on_channel_drained). A worker that asks and never reads so costs one page, not
+ * one page per request.
+ */
+static void worker_want_page(struct worker *w, const char *format)
+{
+    unsigned bit = format && strcmp(format, "json") == 0 ? WORKER_PAGE_JSON : WORKER_PAGE_TEXT;
+    if (format && strcmp(format, "json") != 0 && strcmp(format, "text") != 0) {
+        worker_page_trouble(w, "unknown format");
+        return;
+    }
+    if (channel_pending(&w->ch) == 0) {
+        worker_send_page(w, bit == WORKER_PAGE_JSON ? "json" : "text");
+        return;
+    }
+    ev_tstamp now = ev_now(worker_loop(w));
+    if (!w->pages_wanted) {
+        w->pages_waiting_since = now;
+    } else if (now - w->pages_waiting_since > WORKER_PAGE_PATIENCE) {
+        worker_page_trouble(w, "the worker has not read its channel for %.0f s; its requests "
+                               "are dropped until it does",
+                            WORKER_PAGE_PATIENCE);
+    }
+    w->pages_wanted |= bit;
+}
+
+static void worker_on_channel_drained(struct channel *ch, void *data)
+{
+    struct worker *w = data;
+    unsigned wanted = w->pages_wanted;
+    w->pages_wanted = 0;
+    if (wanted & WORKER_PAGE_TEXT) {
+        worker_send_page(w, "text");
+    }
+    if (wanted & WORKER_PAGE_JSON) {
+        worker_send_page(w, "json");
+    }
+}
+
 static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void *data)
 {
     struct worker *w = data;
@@ -259,6 +338,7 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
         const char *why = NULL;
         int r = metrics_app_update(w->app->metrics, w->id, (int)w->slot, msg->families,
                                    ev_now(worker_loop(w)), &why);
+        master_metrics_changed(w->app->m);
         if (r < 0 && !w->metrics_warned) {
             /* Once per worker: a broken exporter would otherwise flood the log every second. */
             w->metrics_warned = true;
@@ -268,7 +348,7 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
         break;
     }
     case WIRE_GET_METRICS:
-        master_send_metrics_page(w->app->m, w, msg->format);
+        worker_want_page(w, msg->format);
         break;
     case WIRE_HEARTBEAT:
         break;
@@ -382,6 +462,7 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
     worker_describe_exit(w->wait_status, why, sizeof why);
     worker_set_state(w, WORKER_EXITED, why);
     metrics_app_retire(w->app->metrics, w->id);
+    master_metrics_changed(w->app->m);
     shutdown_on_worker_exit(w);
     app_on_worker_exit(w->app, w);
 }
@@ -686,6 +767,7 @@ int worker_start(struct app *app, unsigned slot, unsigned generation, struct wor
     }
     out_pipe[0] = err_pipe[0] = -1;
     channel_open(&w->ch, loop, chan[0], worker_on_channel_msg, worker_on_channel_close, w);
+    w->ch.on_drained = worker_on_channel_drained;
     chan[0] = -1;
 
     int sfd = procstat_open(pid);

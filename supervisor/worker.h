@@ -88,6 +88,9 @@ struct worker {
     bool exec_failed;
     enum worker_reason stop_reason;
     bool metrics_warned;
+    unsigned pages_wanted;          /* get_metrics formats asked for while a page is queued */
+    ev_tstamp pages_waiting_since;  /* when the first such request found the queue full */
+    bool pages_warned;              /* the get_metrics trouble of this worker was logged */
     bool over_memory;               /* found over max_memory: being replaced or killed */
 };
 

@@ -5,7 +5,9 @@ It first says READY=1 over NOTIFY_SOCKET (so it is a ready worker whatever it do
 channel afterwards), prints "abuser MODE pid N ready", then, by --mode:
 
   flood-get-metrics  sends {"type":"get_metrics"} lines as fast as the master takes them for
-                     --seconds, never reading a reply; then stops sending and idles;
+                     --seconds, never reading a reply; then stops sending and idles (with
+                     --series N it first sends a snapshot of N series, so that every page the
+                     master renders is large);
   close              closes its channel fd;
   close-after-channel-ready  says {"type":"ready"} on the channel first (so drover would send
                      it phases), then closes it;
@@ -19,6 +21,7 @@ channel afterwards), prints "abuser MODE pid N ready", then, by --mode:
 Then it prints "abuser MODE pid N done sent=K" and idles until SIGTERM, on which it exits 0.
 """
 import argparse
+import json
 import os
 import signal
 import socket
@@ -28,6 +31,7 @@ import time
 p = argparse.ArgumentParser()
 p.add_argument("--mode", required=True)
 p.add_argument("--seconds", type=float, default=5.0)
+p.add_argument("--series", type=int, default=0)
 a = p.parse_args()
 
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
@@ -43,6 +47,10 @@ print(f"abuser {a.mode} pid {pid} ready", flush=True)
 sent = 0
 
 if a.mode == "flood-get-metrics":
+    if a.series:
+        fam = {"name": "abuser_series", "type": "gauge", "help": "one of many", "agg": "worker",
+               "samples": [{"labels": {"n": str(i)}, "value": i} for i in range(a.series)]}
+        os.write(fd, (json.dumps({"type": "metrics", "families": [fam]}) + "\n").encode())
     req = b'{"type":"get_metrics","format":"text"}\n' * 64
     end = time.monotonic() + a.seconds
     while time.monotonic() < end:
