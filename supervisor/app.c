@@ -53,6 +53,11 @@ static struct log_origin app_origin(const struct app *app, int slot)
     return (struct log_origin){app->name, slot, 0};
 }
 
+const char *app_busy_with(const struct app *app)
+{
+    return app->reload ? reload_describe(app->reload) : "nothing";
+}
+
 unsigned app_ready_count(const struct app *app)
 {
     unsigned n = 0;
@@ -553,6 +558,12 @@ int app_scale_to(struct app *app, unsigned n)
     unsigned old = app->n_slots;
     if (n == old) {
         return 0;
+    }
+    /* A replacement (reload, restart, memory) works through the slots it found when it began
+     * and counts on them to stay: a slot that vanished under it would leave its surge worker
+     * with no slot, serving on and never retired. */
+    if (app->reload) {
+        return -EBUSY;
     }
     if (n > old) {
         int r = app_slots_resize(app, n);

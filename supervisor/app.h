@@ -123,7 +123,8 @@ void app_kill(struct app *app);
 /* Closes listeners and frees the app; every worker must be gone. */
 void app_free(struct app *app);
 
-/* Changes the slot count: new slots start, the highest slots drain. Returns 0 or -errno. */
+/* Changes the slot count: new slots start, the highest slots drain. Returns 0, -EBUSY while a
+ * replacement (reload, restart, memory) owns the app's slots, or -errno. */
 int app_scale_to(struct app *app, unsigned n);
 
 /* From the worker: it became ready / it exited (reaped; the app takes it from here). */
@@ -132,6 +133,9 @@ void app_on_worker_exit(struct app *app, struct worker *w);
 
 /* Counts one finished config reload's duration in the histogram. */
 void app_observe_reload(struct app *app, double seconds);
+
+/* The operation that owns the app's slots now ("reload", "restart", ...), for messages. */
+const char *app_busy_with(const struct app *app);
 
 unsigned app_ready_count(const struct app *app);
 unsigned app_live_count(const struct app *app);

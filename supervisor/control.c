@@ -454,13 +454,13 @@ static void control_scale(struct client *cl, const struct wire_request *req)
         client_fail(cl, "app '%s' is stopping", app->name);
         return;
     }
-    /* A reload works through the slots it found when it began; they must not move under it. */
-    if (app->state == APP_RELOADING) {
-        client_fail(cl, "app '%s' is reloading; scale it once the reload is done", app->name);
-        return;
-    }
     unsigned old = app->n_slots;
     int r = app_scale_to(app, (unsigned)want);
+    if (r == -EBUSY) {
+        client_fail(cl, "app '%s' is busy with a %s; scale it once that is done", app->name,
+                    app_busy_with(app));
+        return;
+    }
     if (r < 0) {
         client_fail(cl, "scaling app '%s' failed: %s", app->name, strerror(-r));
         return;

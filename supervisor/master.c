@@ -556,7 +556,11 @@ static void master_scale_all(struct master *m, int delta)
                        "SIGTTOU: already at one worker; not scaling below it");
             continue;
         }
-        (void)app_scale_to(app, app->n_slots + (unsigned)delta);
+        if (app_scale_to(app, app->n_slots + (unsigned)delta) == -EBUSY) {
+            log_record(LOG_WARN, (struct log_origin){app->name, -1, 0}, NULL,
+                       "%s: the app is busy with a %s; not scaled",
+                       delta > 0 ? "SIGTTIN" : "SIGTTOU", app_busy_with(app));
+        }
     }
 }
 

@@ -80,6 +80,22 @@ static const char *reload_verb(const struct reload *r)
     return r->reason == WORKER_REASON_RELOAD ? "reload" : "restart";
 }
 
+const char *reload_describe(const struct reload *r)
+{
+    switch (r->reason) {
+    case WORKER_REASON_RELOAD:
+        return "reload";
+    case WORKER_REASON_MANUAL:
+        return "restart";
+    case WORKER_REASON_MEMORY:
+        return "memory replacement";
+    case WORKER_REASON_CRASH:
+    case WORKER_REASON_COUNT:
+        break;
+    }
+    return "replacement";
+}
+
 static json_int_t reload_ms(ev_tstamp from, ev_tstamp to)
 {
     return from > 0 && to > 0 ? (json_int_t)((to - from) * 1000.0 + 0.5) : -1;
@@ -127,6 +143,7 @@ static void reload_finish(struct reload *r, bool ok)
     struct app *app = r->app;
     double secs = reload_now(r) - r->started_at;
     const char *outcome = ok ? "done" : r->rolling_back ? "rolled_back" : "failed";
+    app->reload = NULL;
     if (ok) {
         /* A reload that shrank the app retires the slots above the new count last, once the
          * new generation serves in full. */
@@ -141,7 +158,6 @@ static void reload_finish(struct reload *r, bool ok)
     if (app->state == APP_RELOADING) {
         app->state = APP_RUNNING;
     }
-    app->reload = NULL;
     app_listeners_prune(app);
 
     json_t *res = json_pack("{s:b, s:s, s:s, s:s, s:i, s:f}", "ok", ok, "app", app->name,
@@ -262,6 +278,10 @@ bool reload_on_worker_ready(struct reload *r, struct worker *w)
             }
             s->worker = w;
             s->restarts++;
+        } else {
+            /* The slot is gone (never expected: slots cannot move while a replacement owns
+             * them). A worker without a slot would serve on with nothing to retire it. */
+            (void)shutdown_retire(w, app->cfg->kill_timeout_ms);
         }
         app->restarts[r->reason]++;
         reload_progress(r, rec, "ready");

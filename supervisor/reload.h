@@ -42,6 +42,9 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
                  const unsigned *slots, size_t n_slots, enum worker_reason reason,
                  reload_report_fn report, void *data, char **ret_error);
 
+/* What the replacement is, for a person: "reload", "restart", "memory replacement". */
+const char *reload_describe(const struct reload *r);
+
 /* The requester went away: no more reports to it. */
 void reload_forget(struct reload *r, void *data);
 

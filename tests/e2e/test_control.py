@@ -528,3 +528,41 @@ def test_clients_at_a_forced_shutdown(drover):
         for s in (follower, idle, parked):
             s.close()
     assert not os.path.exists(drover.control_socket)
+
+
+def test_scale_while_a_restart_owns_the_app_is_refused_and_leaves_no_orphan(drover):
+    """Issue 13, item 3: a restart (or a memory replacement) owns the app's slots until it is
+    done; scale and SIGTTOU/TTIN meanwhile are refused with a clear answer, and afterwards every
+    live worker has a slot: `wanted` and the worker count agree, and scale answers."""
+    drover.start(apps={"web": web_app(2, ready="delay", ready_delay="1500ms")})
+    h.wait_until(lambda: ready_count(drover) == 2, 15, what="2 ready workers")
+    restart = subprocess.Popen([str(h.DROVERCTL), "-s", drover.control_socket, "--json",
+                                "restart", "web"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        h.wait_until(lambda: any(w["state"] == "starting"
+                                 for a in drover.status()["apps"] for w in a["workers"]),
+                     5, what="the restart's first new worker")
+        reply = ask(drover, {"cmd": "scale", "app": "web", "count": 1})
+        assert reply["ok"] is False, reply
+        assert "busy with a restart" in reply["error"], reply
+        drover.signal(signal.SIGTTOU)
+        drover.wait_record(lambda r: "SIGTTOU" in r.get("msg", "") and "busy" in r.get("msg", ""),
+                           what="SIGTTOU refused while restarting")
+        out, err = restart.communicate(timeout=h.scaled(30))
+        assert restart.returncode == 0, (out, err)
+    finally:
+        if restart.poll() is None:
+            restart.kill()
+            restart.wait()
+
+    def settled():
+        app = drover.status()["apps"][0]
+        return app["wanted"] == 2 and len(app["workers"]) == 2 and app["ready"] == 2
+    h.wait_until(settled, 10, what="two workers in two slots after the restart")
+    assert len(drover.workers()) == 2
+    r = drover.ctl("scale", "web", "1", timeout=20)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    h.wait_until(lambda: len(drover.workers()) == 1, 10, what="one worker after scale 1")
+    app = drover.status()["apps"][0]
+    assert app["wanted"] == 1 and len(app["workers"]) == 1, app
