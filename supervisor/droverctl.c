@@ -453,13 +453,27 @@ static void ctl_print_log(json_t *rec, bool color)
            color && err ? CTL_RESET : "", msg);
 }
 
-/* The human answer to a final ok reply. */
+/* The reply's reason is the restart-accounting word of the metrics (SPEC section 6); a person
+ * reads what was done. */
+static const char *ctl_replace_verb(const char *reason)
+{
+    static const char *const verbs[][2] = {
+        {"reload", "reload"}, {"manual", "restart"}, {"memory", "memory replacement"}};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        if (strcmp(reason, verbs[i][0]) == 0) {
+            return verbs[i][1];
+        }
+    }
+    return "replacement";
+}
+
 /* One app's reload or restart result: the outcome, then each slot's old and new pid. */
 static void ctl_print_replace(json_t *res, FILE *f)
 {
     const char *outcome = ctl_string(res, "outcome", "?");
-    fprintf(f, "%s: %s %s", ctl_string(res, "app", "?"), ctl_string(res, "reason", "reload"),
-            outcome);
+    fprintf(f, "%s: %s %s", ctl_string(res, "app", "?"),
+            ctl_replace_verb(ctl_string(res, "reason", "reload")),
+            strcmp(outcome, "rolled_back") == 0 ? "rolled back" : outcome);
     if (json_object_get(res, "generation")) {
         fprintf(f, ", generation %.0f", ctl_number(res, "generation"));
     }

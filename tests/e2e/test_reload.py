@@ -217,7 +217,7 @@ def test_droverctl_reload_and_restart(drover):
                              command="/bin/sh -c 'echo boom-from-worker && exit 3'"))
     r = dr.ctl("reload", timeout=30)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "rolled_back" in r.stderr and "exit code 3" in r.stderr, r.stderr
+    assert "web: reload rolled back" in r.stderr and "exit code 3" in r.stderr, r.stderr
     assert "boom-from-worker" in r.stderr, r.stderr
     assert set(dr.workers()) == serving
     r = dr.ctl("restart", "web", "9")
