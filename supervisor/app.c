@@ -165,46 +165,61 @@ static void slot_free(struct slot *s)
 /* ---- stats ---- */
 
 /*
- * max_memory (SPEC section 5, "Memory"): a serving worker over the limit is replaced gracefully,
- * its successor ready first, one replacement per app at a time. A worker that crosses the limit
- * before min_uptime would only be replaced by another that does the same; it is killed instead
- * and its slot backs off like a crash loop.
+ * max_memory (SPEC sections 5 and 10, "Memory"): a serving worker over the limit is replaced
+ * gracefully, its successor ready first, one replacement per app at a time, however soon after
+ * its start: killing it would cut the very request that made it grow. What backs off is the
+ * replacement: a worker over the limit before min_uptime counts as a fast failure of its slot,
+ * and its replacement waits the slot's backoff delay, as after a crash loop, while it serves on.
+ * A replacement that could not be started (or whose new worker failed) is tried again on a
+ * backoff of its own.
  */
 static void app_check_memory(struct app *app, struct worker *w)
 {
     const struct config_app *cfg = w->cfg;
     if (cfg->max_memory == 0 || w->stat.rss_bytes <= cfg->max_memory || w->retire ||
-        w->over_memory || app->state != APP_RUNNING) {
+        app->state != APP_RUNNING) {
         return;
     }
     struct slot *s = w->slot < app->n_slots ? app->slots[w->slot] : NULL;
     if (!s || s->worker != w) {
         return;
     }
-    double uptime = ev_now(app->m->loop) - w->started_at;
-    json_t *f = json_pack("{s:I, s:I}", "rss_bytes", (json_int_t)w->stat.rss_bytes, "max_memory",
-                          (json_int_t)cfg->max_memory);
-    if (uptime * 1000.0 < (double)cfg->min_uptime_ms) {
+    ev_tstamp now = ev_now(app->m->loop);
+    struct backoff_policy p = {cfg->restart_delay_ms, cfg->restart_delay_max_ms,
+                               cfg->min_uptime_ms};
+    struct log_origin origin = {app->name, (int)w->slot, w->pid};
+    if (!w->over_memory) {
         w->over_memory = true;
-        log_record(LOG_WARN, (struct log_origin){app->name, (int)w->slot, w->pid}, f,
-                   "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes) %.1f s after start;"
-                   " killing it and backing off",
-                   w->stat.rss_bytes, cfg->max_memory, uptime);
-        worker_kill(w);
-        return;
+        double uptime = now - w->started_at;
+        uint64_t delay = backoff_next(&s->backoff, &p, (uint64_t)(uptime * 1000.0),
+                                      (uint32_t)random());
+        w->memory_replace_at = now + (double)delay / 1000.0;
+        json_t *f = json_pack("{s:I, s:I, s:I}", "rss_bytes", (json_int_t)w->stat.rss_bytes,
+                              "max_memory", (json_int_t)cfg->max_memory, "delay_ms",
+                              (json_int_t)delay);
+        if (delay > 0) {
+            log_record(LOG_WARN, origin, f,
+                       "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes) %.1f s after "
+                       "start; replacing it in %" PRIu64 " ms (backing off)",
+                       w->stat.rss_bytes, cfg->max_memory, uptime, delay);
+        } else {
+            log_record(LOG_WARN, origin, f,
+                       "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes); replacing it",
+                       w->stat.rss_bytes, cfg->max_memory);
+        }
     }
-    if (app->reload) {
-        json_decref(f);
-        return; /* one replacement at a time; checked again next interval */
+    if (now < w->memory_replace_at || app->reload) {
+        return; /* its turn comes at a later check */
     }
-    w->over_memory = true;
-    log_record(LOG_WARN, (struct log_origin){app->name, (int)w->slot, w->pid}, f,
-               "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes); replacing it",
-               w->stat.rss_bytes, cfg->max_memory);
     unsigned slot = w->slot;
     int r = reload_start(app, NULL, NULL, &slot, 1, WORKER_REASON_MEMORY, NULL, NULL, NULL);
+    /* Should this one fail, or its new worker not come up, the next try waits. */
+    uint64_t retry = backoff_next(&w->memory_retry, &p, 0, (uint32_t)random());
+    w->memory_replace_at = now + (double)retry / 1000.0;
     if (r < 0) {
-        w->over_memory = false;
+        log_record(LOG_WARN, origin, NULL,
+                   "replacing the worker over max_memory failed: %s; trying again in %" PRIu64
+                   " ms", strerror(-r), retry);
     }
 }
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "backoff.h"
 #include "channel.h"
 #include "config.h"
 #include "procstat.h"
@@ -91,7 +92,9 @@ struct worker {
     unsigned pages_wanted;          /* get_metrics formats asked for while a page is queued */
     ev_tstamp pages_waiting_since;  /* when the first such request found the queue full */
     bool pages_warned;              /* the get_metrics trouble of this worker was logged */
-    bool over_memory;               /* found over max_memory: being replaced or killed */
+    bool over_memory;               /* found over max_memory: being replaced */
+    ev_tstamp memory_replace_at;    /* not before then (backoff) */
+    struct backoff memory_retry;    /* spacing of further tries, should one fail */
 };
 
 /*

@@ -241,3 +241,31 @@ def test_failed_reload_reports_output_that_is_not_utf8(drover):
     assert "bad?bytes" in app["last_output"], app
     # and drover's own log keeps the line too, instead of a record without its message
     assert dr.find(lambda rec: "last output: bad?bytes" in rec.get("msg", "")), dr.output()[-2000:]
+
+
+def test_memory_breach_right_after_start_does_not_cut_the_request(drover):
+    """Issue 13, item 5 (SPEC 10, "Memory"): a fresh worker that crosses max_memory while
+    answering is replaced gracefully, not killed: the request that made it grow is answered.
+    Being that soon after its start, its replacement backs off instead."""
+    port = h.free_port()
+    app = {"command": h.helper("leaky_http.py", "--marker", drover.tmp / "unused", "--slot", 99),
+           "workers": 1, "listen": f"127.0.0.1:{port}", "ready": "notify",
+           "max_memory": "90M", "memory_check_interval": "100ms", "min_uptime": "30s",
+           "restart_delay": "200ms", "kill_timeout": "5s"}
+    dr = drover.start(apps={"web": app})
+    addr = f"127.0.0.1:{port}"
+    dr.wait_http(addr)
+    first = dr.workers()[0]
+    status, body = h.http_get(addr, "/grow?mb=120&hold_ms=1500", timeout=h.scaled(10))
+    assert status == 200 and f"grew 120 MB, leaky pid {first}" in body, (status, body)
+    rec = dr.wait_record(lambda r: "over max_memory" in r.get("msg", ""), timeout=5)
+    assert rec["pid"] == first and "backing off" in rec["msg"], rec
+    assert rec["delay_ms"] > 0, rec
+    assert not dr.find(lambda r: "killing it" in r.get("msg", "")), "the worker was killed"
+    # The replacement still comes, gracefully: a new worker serves and the big one is gone.
+    h.wait_until(lambda: dr.workers() and first not in dr.workers(), 15,
+                 what="the worker over max_memory replaced")
+    status, body = h.http_get(addr)
+    assert status == 200 and "leaky pid" in body
+    st = dr.status()["apps"][0]
+    assert st["restarts"]["memory"] == 1, st

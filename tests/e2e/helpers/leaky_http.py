@@ -7,9 +7,12 @@ by --grow-mb after --delay-ms, while still serving; its replacement finds the ma
 small. Requests are answered from threads, so the growth never stalls serving. On SIGTERM it
 drains as a well-behaved socket-activated app does: stops accepting, finishes what it accepted,
 exits 0.
+
+GET /grow?mb=N&hold_ms=M grows by N MB inside the request itself and answers M ms later.
 """
 import argparse
 import os
+import re
 import select
 import signal
 import socket
@@ -25,6 +28,7 @@ a = p.parse_args()
 
 sock = socket.socket(fileno=3)
 stopping = threading.Event()
+hoard = []
 
 
 def serve():
@@ -44,6 +48,16 @@ def serve():
                     break
                 data += chunk
             body = f"leaky pid {os.getpid()}\n".encode()
+            grow = re.match(rb"GET /grow\?mb=(\d+)&hold_ms=(\d+) ", data)
+            if grow:
+                # Grows inside the request and answers only after hold_ms: a supervisor
+                # that kills the worker for its size cuts this request.
+                block = bytearray(int(grow.group(1)) * 1024 * 1024)
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+                hoard.append(block)
+                time.sleep(int(grow.group(2)) / 1000)
+                body = f"grew {grow.group(1).decode()} MB, leaky pid {os.getpid()}\n".encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: "
                          + str(len(body)).encode() + b"\r\n\r\n" + body)
 
@@ -59,7 +73,6 @@ with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
     s.connect("\0" + path[1:] if path.startswith("@") else path)
     s.sendall(b"READY=1")
 
-hoard = []
 if int(os.environ.get("DROVER_WORKER_ID", "-1")) == a.slot and not os.path.exists(a.marker):
     open(a.marker, "w").close()
     time.sleep(a.delay_ms / 1000)
