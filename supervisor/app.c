@@ -53,9 +53,72 @@ static struct log_origin app_origin(const struct app *app, int slot)
     return (struct log_origin){app->name, slot, 0};
 }
 
+bool app_is_up(const struct app *app)
+{
+    return app->state == APP_RUNNING || app->state == APP_RELOADING ||
+           app->state == APP_ERRORED;
+}
+
 const char *app_busy_with(const struct app *app)
 {
     return app->reload ? reload_describe(app->reload) : "nothing";
+}
+
+/* The one place an app's state changes, and the one log record for it. */
+void app_set_state(struct app *app, enum app_state state, const char *why)
+{
+    if (app->state == state) {
+        return;
+    }
+    enum app_state from = app->state;
+    app->state = state;
+    json_t *f = json_pack("{s:s, s:s}", "state", app_state_to_string(state), "from",
+                          app_state_to_string(from));
+    log_record(state == APP_ERRORED ? LOG_ERROR : LOG_INFO, app_origin(app, -1), f, "app %s%s%s",
+               app_state_to_string(state), why ? ": " : "", why ? why : "");
+}
+
+/* Fast crashes in a row after which a slot in backoff counts as crash-looping. */
+#define APP_CRASH_LOOP 2
+
+/* A slot that keeps failing fast: it waits out a backoff delay, or its next try is starting or
+ * has not yet lived min_uptime (ready = none makes every try "ready" at once). */
+static bool slot_is_crash_looping(const struct slot *s, ev_tstamp now)
+{
+    if (s->backoff.fast_crashes < APP_CRASH_LOOP) {
+        return false;
+    }
+    const struct worker *w = s->worker;
+    if (!w) {
+        return ev_is_active(&s->restart_w);
+    }
+    return w->state == WORKER_STARTING ||
+           (w->state == WORKER_READY &&
+            (now - w->started_at) * 1000.0 < (double)s->app->cfg->min_uptime_ms);
+}
+
+/*
+ * errored (SPEC section 7): every slot of a running app is crash-looping. It is a judgement, not
+ * a mode: the slots go on retrying on their backoff, and once one of them holds a worker that
+ * has lived min_uptime the app is running again. Reviewed at every exit and ready, and at each
+ * stats tick (a worker's uptime passes min_uptime without an event).
+ */
+static void app_review_health(struct app *app)
+{
+    if (app->state != APP_RUNNING && app->state != APP_ERRORED) {
+        return;
+    }
+    ev_tstamp now = ev_now(app->m->loop);
+    bool looping = app->n_slots > 0;
+    for (unsigned i = 0; looping && i < app->n_slots; i++) {
+        looping = slot_is_crash_looping(app->slots[i], now);
+    }
+    if (looping && app->state == APP_RUNNING) {
+        app_set_state(app, APP_ERRORED, "every worker is crash-looping (in backoff after "
+                                        "repeated fast crashes)");
+    } else if (!looping && app->state == APP_ERRORED) {
+        app_set_state(app, APP_RUNNING, "a worker serves again");
+    }
 }
 
 unsigned app_ready_count(const struct app *app)
@@ -124,8 +187,7 @@ static void slot_spawn(struct slot *s)
 static void slot_on_restart_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct slot *s = t->data;
-    if (s->app->state == APP_RUNNING || s->app->state == APP_RELOADING ||
-        s->app->state == APP_ERRORED) {
+    if (app_is_up(s->app)) {
         slot_spawn(s);
         master_on_app_changed(s->app->m, s->app);
     }
@@ -234,6 +296,7 @@ static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
             app_check_memory(app, w);
         }
     }
+    app_review_health(app);
 }
 
 /* ---- lifecycle ---- */
@@ -400,7 +463,7 @@ int app_new(struct master *m, struct config *owner, const struct config_app *cfg
     app->cfg = cfg;
     app->cfg_owner = config_ref(owner);
     app->generation = 1;
-    app->state = APP_STOPPED;
+    app->state = APP_STOPPED; /* born stopped: not a transition */
     app->name = strdup(cfg->name);
     app->state_dir = strdup(m->state_dir);
     app->slots = calloc(cfg->workers, sizeof *app->slots);
@@ -444,10 +507,12 @@ out:
 void app_start(struct app *app)
 {
     struct ev_loop *loop = app->m->loop;
-    app->state = APP_RUNNING;
+    app_set_state(app, APP_RUNNING, NULL);
     for (unsigned i = 0; i < app->n_slots; i++) {
         struct slot *s = app->slots[i];
         backoff_init(&s->backoff);
+        /* A slot waiting out a backoff (an errored app started again) tries now instead. */
+        ev_timer_stop(loop, &s->restart_w);
         if (!s->worker) {
             slot_spawn(s);
         }
@@ -464,7 +529,7 @@ void app_halt(struct app *app)
         reload_abort(app->reload, "the app is stopping");
     }
     if (app->state != APP_STOPPED) {
-        app->state = APP_STOPPING;
+        app_set_state(app, APP_STOPPING, NULL);
     }
     for (unsigned i = 0; i < app->n_slots; i++) {
         ev_timer_stop(loop, &app->slots[i]->restart_w);
@@ -490,7 +555,7 @@ int app_stop(struct app *app)
     }
     app_halt(app);
     if (!app->workers) {
-        app->state = APP_STOPPED;
+        app_set_state(app, APP_STOPPED, NULL);
         master_on_app_stopped(app->m, app);
         return 0;
     }
@@ -582,7 +647,7 @@ int app_scale_to(struct app *app, unsigned n)
     }
     if (n > old) {
         int r = app_slots_resize(app, n);
-        if (app->state == APP_RUNNING || app->state == APP_RELOADING) {
+        if (app_is_up(app)) {
             for (unsigned i = old; i < app->n_slots; i++) {
                 slot_spawn(app->slots[i]);
             }
@@ -609,6 +674,7 @@ void app_on_worker_ready(struct app *app, struct worker *w)
     if (app->reload) {
         (void)reload_on_worker_ready(app->reload, w);
     }
+    app_review_health(app);
     master_on_app_changed(app->m, app);
 }
 
@@ -653,16 +719,16 @@ void app_on_worker_exit(struct app *app, struct worker *w)
     /* A replacement in progress owns the exits of its own workers (a new one failing, an old
      * one whose successor is already coming up). */
     bool handled = app->reload && reload_on_worker_exit(app->reload, w);
-    if (was_current && !handled && !w->stop_requested &&
-        (app->state == APP_RUNNING || app->state == APP_RELOADING)) {
+    if (was_current && !handled && !w->stop_requested && app_is_up(app)) {
         app_handle_crash(app, s, w);
     }
+    app_review_health(app);
     master_defer_free(app->m, w);
     if (!app->reload) {
         app_listeners_prune(app);
     }
     if (app->state == APP_STOPPING && !app->workers) {
-        app->state = APP_STOPPED;
+        app_set_state(app, APP_STOPPED, NULL);
         master_on_app_stopped(app->m, app);
         return;
     }

@@ -134,6 +134,12 @@ void app_on_worker_exit(struct app *app, struct worker *w);
 /* Counts one finished config reload's duration in the histogram. */
 void app_observe_reload(struct app *app, double seconds);
 
+/* Running in any form (running, reloading, errored): its slots keep workers in them. */
+bool app_is_up(const struct app *app);
+
+/* Changes the app's state, logging the transition once (why may be NULL). */
+void app_set_state(struct app *app, enum app_state state, const char *why);
+
 /* The operation that owns the app's slots now ("reload", "restart", ...), for messages. */
 const char *app_busy_with(const struct app *app);
 

@@ -465,7 +465,7 @@ static void control_scale(struct client *cl, const struct wire_request *req)
         client_fail(cl, "scaling app '%s' failed: %s", app->name, strerror(-r));
         return;
     }
-    if (app->state != APP_RUNNING) {
+    if (!app_is_up(app)) {
         /* A stopped app keeps the new count for its next start. */
         client_reply(cl, json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "app", app->name,
                                    "state", app_state_to_string(app->state), "workers",

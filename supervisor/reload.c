@@ -156,7 +156,7 @@ static void reload_finish(struct reload *r, bool ok)
         app_observe_reload(app, secs);
     }
     if (app->state == APP_RELOADING) {
-        app->state = APP_RUNNING;
+        app_set_state(app, APP_RUNNING, NULL);
     }
     app_listeners_prune(app);
 
@@ -461,7 +461,8 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
     if (app->reload) {
         return -EBUSY;
     }
-    if (app->state != APP_RUNNING) {
+    /* An errored app may be reloaded or restarted: that is how it is mended. */
+    if (app->state != APP_RUNNING && app->state != APP_ERRORED) {
         return -EINVAL;
     }
     struct reload *r = calloc(1, sizeof *r);
@@ -507,11 +508,12 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
         r->changes_config = true;
         app_set_config(app, owner, new_cfg);
         app->generation++;
-        app->state = APP_RELOADING;
+        enum app_state before = app->state;
+        app_set_state(app, APP_RELOADING, NULL);
         if (target > app->n_slots && app_slots_resize(app, target) < 0) {
             app_set_config(app, r->old_owner, r->old_cfg);
             app->generation--;
-            app->state = APP_RUNNING;
+            app_set_state(app, before, NULL);
             config_unref(r->old_owner);
             free(r->recs);
             free(r);

@@ -566,3 +566,35 @@ def test_scale_while_a_restart_owns_the_app_is_refused_and_leaves_no_orphan(drov
     h.wait_until(lambda: len(drover.workers()) == 1, 10, what="one worker after scale 1")
     app = drover.status()["apps"][0]
     assert app["wanted"] == 1 and len(app["workers"]) == 1, app
+
+
+def test_errored_when_every_slot_crash_loops_and_running_when_mended(drover):
+    """Issue 13, item 8 (SPEC 7): an app whose every slot is in backoff after repeated fast
+    crashes is `errored` in status, /health/detailed and the metrics; once a worker lives past
+    min_uptime again it is `running`."""
+    mended = drover.tmp / "mended"
+    cmd = f"/bin/sh -c 'test -e {mended} && exec {h.helper('sockact_app.py')}; exit 1'"
+    admin = f"127.0.0.1:{h.free_port()}"
+    drover.start(supervisor={"admin_listen": admin}, apps={
+        "web": web_app(1),
+        "crash": {"command": cmd, "workers": 2, "listen": f"127.0.0.1:{h.free_port()}",
+                  "ready": "notify", "min_uptime": "1s", "restart_delay": "100ms",
+                  "restart_delay_max": "400ms", "memory_check_interval": "100ms"}})
+
+    def crash_app():
+        return [a for a in drover.status()["apps"] if a["name"] == "crash"][0]
+    h.wait_until(lambda: crash_app()["state"] == "errored", 15, what="the app errored")
+    rec = drover.wait_record(lambda r: r.get("app") == "crash" and r.get("state") == "errored")
+    assert rec["level"] == "error" and "crash-looping" in rec["msg"], rec
+    status, body = h.http_get(admin, "/health/detailed")
+    detailed = {a["name"]: a for a in json.loads(body)["apps"]}
+    assert detailed["crash"]["state"] == "errored" and detailed["web"]["state"] == "running"
+    _, page = h.http_get(admin, "/metrics")
+    assert f'drover_workers{{app="crash",state="ready"}} 0' in page
+    assert ready_count(drover, "web") == 1
+    # Mended (the file a deploy was waiting for appears): running again, without any command.
+    mended.touch()
+    h.wait_until(lambda: crash_app()["state"] == "running" and crash_app()["ready"] == 2, 15,
+                 what="the app running again")
+    drover.wait_record(lambda r: r.get("app") == "crash" and r.get("state") == "running"
+                       and r.get("from") == "errored")
