@@ -171,6 +171,8 @@ const char *ready_mode_to_string(enum ready_mode m)
         return "delay";
     case READY_NONE:
         return "none";
+    case READY_AUTO:
+        return "auto";
     }
     return "?";
 }
@@ -457,8 +459,11 @@ static int set_ready(struct loader *l, void *obj, size_t off, const char *value)
         *field = READY_DELAY;
     } else if (strcmp(value, "none") == 0) {
         *field = READY_NONE;
+    } else if (strcmp(value, "auto") == 0) {
+        *field = READY_AUTO;
     } else {
-        return loader_fail(l, "'%s' is not a ready mode; expected notify, delay or none", value);
+        return loader_fail(l, "'%s' is not a ready mode; expected notify, delay, none or auto",
+                           value);
     }
     return 0;
 }
@@ -1256,7 +1261,8 @@ static void quick_app_name(const char *argv0, char *buf, size_t size)
 }
 
 int config_quick(unsigned workers, const char *listen, const char *admin, const char *socket,
-                 char *const *argv, struct config **ret, struct config_error *reterr)
+                 const char *ready, char *const *argv, struct config **ret,
+                 struct config_error *reterr)
 {
     struct loader l = {.file = QUICK_FILE};
     char name[APP_NAME_MAX + 1];
@@ -1301,6 +1307,10 @@ int config_quick(unsigned workers, const char *listen, const char *admin, const 
         if (set_listen(&l, a, 0, listen) < 0) {
             goto out;
         }
+    }
+    l.key = "ready";
+    if (set_ready(&l, a, offsetof(struct config_app, ready), ready ? ready : "auto") < 0) {
+        goto out;
     }
 
     l.key = "command";

@@ -15,7 +15,9 @@
 
 #include "parse.h"
 
-enum ready_mode { READY_NOTIFY, READY_DELAY, READY_NONE };
+/* notify: READY=1 or the channel's ready; delay: ready_delay of uptime; none: at exec; auto:
+ * as notify for a worker that speaks (sd_notify or channel) within ready_delay, else as delay. */
+enum ready_mode { READY_NOTIFY, READY_DELAY, READY_NONE, READY_AUTO };
 enum restart_policy { RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER };
 enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 
@@ -93,12 +95,14 @@ int config_load_string(const char *name, const char *text, size_t len, struct co
 /*
  * The quick start: one app running argv with `workers` workers (0 = "auto") on `listen` (may
  * be NULL), admin on `admin` (NULL = the default, "off" = none), control socket at `socket`
- * (NULL = the default). The app is named after argv[0]'s base name; its command is argv
+ * (NULL = the default), readiness `ready` (a ready mode; NULL = auto, so that an app that
+ * never speaks serves too). The app is named after argv[0]'s base name; its command is argv
  * joined and quoted for display, its argv a copy. Same validation and defaults as a file;
  * errors name the file "(command line)", line 0. Returns 0 or -EINVAL with *reterr.
  */
 int config_quick(unsigned workers, const char *listen, const char *admin, const char *socket,
-                 char *const *argv, struct config **ret, struct config_error *reterr);
+                 const char *ready, char *const *argv, struct config **ret,
+                 struct config_error *reterr);
 
 void config_free(struct config *cfg);
 

@@ -21,7 +21,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: drover [-c FILE] [-t]                       run the apps of a config file\n"
-            "       drover -i N -l ADDR [-a ADMIN] [-s SOCKET] -- CMD [ARGS...]\n"
+            "       drover -i N -l ADDR [-a ADMIN] [-s SOCKET] [-r MODE] -- CMD [ARGS...]\n"
             "                                                   quick start, no config file\n"
             "       drover --version\n"
             "\n"
@@ -31,7 +31,13 @@ static void usage(FILE *f)
             "  -l, --listen ADDR    quick start: listen address (127.0.0.1:8080, [::1]:8080,\n"
             "                       unix:/path)\n"
             "  -a, --admin ADDR     admin HTTP endpoint (default 127.0.0.1:9100; \"off\")\n"
-            "  -s, --socket PATH    control socket\n");
+            "  -s, --socket PATH    control socket\n"
+            "  -r, --ready MODE     quick start: when a worker counts as ready:\n"
+            "                         auto    (default) when it says so (sd_notify READY=1 or\n"
+            "                                 the SDK), or after 1 s if it says nothing at all\n"
+            "                         notify  only when it says so (10 s, or it is restarted)\n"
+            "                         delay   after 1 s of uptime\n"
+            "                         none    as soon as it has started\n");
 }
 
 int main(int argc, char **argv)
@@ -40,15 +46,16 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},  {"test", no_argument, NULL, 't'},
         {"instances", required_argument, NULL, 'i'}, {"listen", required_argument, NULL, 'l'},
         {"admin", required_argument, NULL, 'a'},   {"socket", required_argument, NULL, 's'},
-        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"ready", required_argument, NULL, 'r'},   {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *admin = NULL, *socket = NULL;
-    const char *instances = NULL;
+    const char *instances = NULL, *ready = NULL;
     bool test = false;
     int opt;
     /* '+': stop at the first non-option, so the worker's own flags after "--" are not ours. */
-    while ((opt = getopt_long(argc, argv, "+c:ti:l:a:s:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:ti:l:a:s:r:h", options, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;
@@ -68,6 +75,9 @@ int main(int argc, char **argv)
         case 's':
             socket = optarg;
             break;
+        case 'r':
+            ready = optarg;
+            break;
         case 'V':
             printf("drover %s\n", DROVER_VERSION);
             return 0;
@@ -80,7 +90,7 @@ int main(int argc, char **argv)
         }
     }
     char **cmd = argv + optind;
-    bool quick = *cmd != NULL || instances || listen;
+    bool quick = *cmd != NULL || instances || listen || ready;
     if (quick && config_path) {
         fprintf(stderr, "drover: -c and a quick-start command exclude each other\n");
         return EXIT_USAGE;
@@ -110,7 +120,7 @@ int main(int argc, char **argv)
             }
             workers = (unsigned)n;
         }
-        r = config_quick(workers, listen, admin, socket, cmd, &cfg, &err);
+        r = config_quick(workers, listen, admin, socket, ready, cmd, &cfg, &err);
     } else {
         if (!config_path) {
             config_path = "drover.ini";

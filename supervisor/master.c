@@ -662,12 +662,7 @@ static void master_on_notify(struct ev_loop *loop, ev_io *io, int revents)
         if (!w || notify_parse(buf, (size_t)n, &msg) < 0) {
             continue;
         }
-        if (msg.status) {
-            worker_set_status(w, msg.status);
-        }
-        if (msg.ready) {
-            worker_on_ready_signal(w, "sd_notify");
-        }
+        worker_on_notify(w, &msg);
     }
 }
 

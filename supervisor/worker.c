@@ -208,8 +208,19 @@ static void worker_become_ready(struct worker *w, const char *via)
 
 void worker_on_ready_signal(struct worker *w, const char *via)
 {
-    if (w->cfg->ready == READY_NOTIFY) {
+    if (w->cfg->ready == READY_NOTIFY || w->cfg->ready == READY_AUTO) {
         worker_become_ready(w, via);
+    }
+}
+
+void worker_on_notify(struct worker *w, const struct notify_msg *msg)
+{
+    w->spoke = true;
+    if (msg->status) {
+        worker_set_status(w, msg->status);
+    }
+    if (msg->ready) {
+        worker_on_ready_signal(w, "sd_notify");
     }
 }
 
@@ -229,6 +240,21 @@ static void worker_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         if (w->cfg->ready == READY_DELAY) {
             worker_become_ready(w, "ready_delay");
             return;
+        }
+        if (w->cfg->ready == READY_AUTO) {
+            /* ready = auto: a worker silent for ready_delay is an app that never speaks; one
+             * that spoke has promised a READY and is held to ready_timeout like notify. */
+            if (!w->spoke) {
+                worker_become_ready(w, "ready_delay (it said nothing)");
+                return;
+            }
+            double left = (double)w->cfg->ready_timeout_ms / 1000.0 -
+                          (ev_now(loop) - w->started_at);
+            if (left > 0.01) {
+                ev_timer_set(t, left, 0.);
+                ev_timer_start(loop, t);
+                return;
+            }
         }
         /* Not ready in time is a failed start: kill it; its exit goes through the usual crash
          * path, so a worker that never becomes ready backs off like one that crashes. */
@@ -324,6 +350,7 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
         return; /* read after the worker's exit: only its last counts still matter */
     }
     w->channel_used = true;
+    w->spoke = true;
     switch (msg->type) {
     case WIRE_PHASE_DONE:
         shutdown_on_phase_done(w, msg->phase);
@@ -775,7 +802,7 @@ int worker_start(struct app *app, unsigned slot, unsigned generation, struct wor
 
     ev_init(&w->timer_w, worker_on_timer);
     w->timer_w.data = w;
-    if (cfg->ready == READY_NOTIFY || cfg->ready == READY_DELAY) {
+    if (cfg->ready != READY_NONE) {
         uint64_t ms = cfg->ready == READY_NOTIFY ? cfg->ready_timeout_ms : cfg->ready_delay_ms;
         ev_timer_set(&w->timer_w, (double)ms / 1000.0, 0.);
         ev_timer_start(loop, &w->timer_w);

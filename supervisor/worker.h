@@ -23,6 +23,7 @@
 #include "backoff.h"
 #include "channel.h"
 #include "config.h"
+#include "notify.h"
 #include "procstat.h"
 
 struct app;
@@ -84,6 +85,7 @@ struct worker {
     int wait_status;                /* as from waitpid, valid once exited */
     bool stop_requested;            /* the master asked it to go: its exit is no crash */
     bool channel_used;              /* it has spoken on its channel: it gets phases, not TERM */
+    bool spoke;                     /* it has sent anything (channel or sd_notify) */
     struct shutdown *retire;        /* the phase run it is leaving through, if any */
     bool phase_acked;               /* answered the run's current phase */
     bool exec_failed;
@@ -116,6 +118,9 @@ void worker_signal(struct worker *w, int sig);
 
 /* The worker said it is ready (channel or sd_notify). */
 void worker_on_ready_signal(struct worker *w, const char *via);
+
+/* An sd_notify datagram from the worker (or from a process of its group). */
+void worker_on_notify(struct worker *w, const struct notify_msg *msg);
 
 /* A STATUS= line or channel status; copied. */
 void worker_set_status(struct worker *w, const char *text);

@@ -444,7 +444,7 @@ static void test_bad_values(void **state)
         {"workers = 1025", "workers", "'1025' is out of range; expected 1 to 1024 or auto"},
         {"workers = four", "workers", "'four' is not a whole number; expected 1 to 1024 or auto"},
         {"workers = Auto", "workers", "not a whole number"},
-        {"ready = yes", "ready", "'yes' is not a ready mode; expected notify, delay or none"},
+        {"ready = yes", "ready", "'yes' is not a ready mode; expected notify, delay, none or auto"},
         {"restart = sometimes", "restart",
          "'sometimes' is not a restart policy; expected always, on-failure or never"},
         {"reload_batch = 0", "reload_batch", "'0' is out of range; expected 1 to 1024"},
@@ -800,7 +800,7 @@ static void test_quick(void **state)
     struct config_error err;
     char *sock = config_default_control_socket();
 
-    int r = config_quick(4, "127.0.0.1:8080", NULL, NULL, argv, &cfg, &err);
+    int r = config_quick(4, "127.0.0.1:8080", NULL, NULL, NULL, argv, &cfg, &err);
     if (r != 0) {
         show_error(&err);
     }
@@ -817,7 +817,8 @@ static void test_quick(void **state)
     assert_int_equal(a->n_listen, 1);
     assert_string_equal(a->listen[0].text, "127.0.0.1:8080");
     assert_int_equal(a->restart_delay_ms, 100);
-    assert_int_equal(a->ready, READY_NOTIFY);
+    /* auto: an app that never speaks serves too (issue 13, item 9) */
+    assert_int_equal(a->ready, READY_AUTO);
     for (int i = 0; argv[i]; i++) {
         assert_string_equal(a->argv[i], argv[i]);
         assert_ptr_not_equal(a->argv[i], argv[i]); /* copied */
@@ -838,7 +839,7 @@ static void test_quick(void **state)
 
     /* No listen address, admin off, an explicit socket, workers = auto. */
     char *const plain[] = {"./worker", NULL};
-    assert_int_equal(config_quick(0, NULL, "off", "/tmp/q.sock", plain, &cfg, &err), 0);
+    assert_int_equal(config_quick(0, NULL, "off", "/tmp/q.sock", NULL, plain, &cfg, &err), 0);
     assert_string_equal(cfg->apps[0].name, "worker");
     assert_string_equal(cfg->apps[0].command, "./worker");
     assert_int_equal(cfg->apps[0].n_listen, 0);
@@ -849,14 +850,16 @@ static void test_quick(void **state)
     config_free(cfg);
 
     char *const odd[] = {"bin/", NULL};
-    assert_int_equal(config_quick(1, "unix:/tmp/x.sock", "[::1]:9300", NULL, odd, &cfg, &err), 0);
+    assert_int_equal(
+        config_quick(1, "unix:/tmp/x.sock", "[::1]:9300", NULL, NULL, odd, &cfg, &err), 0);
     assert_string_equal(cfg->apps[0].name, "bin");
     assert_string_equal(cfg->admin.text, "[::1]:9300");
     config_free(cfg);
 
     char *const root[] = {"/", NULL};
-    assert_int_equal(config_quick(1, NULL, NULL, NULL, root, &cfg, &err), 0);
+    assert_int_equal(config_quick(1, NULL, NULL, NULL, "notify", root, &cfg, &err), 0);
     assert_string_equal(cfg->apps[0].name, "app");
+    assert_int_equal(cfg->apps[0].ready, READY_NOTIFY);
     config_free(cfg);
 }
 
@@ -866,7 +869,8 @@ static void quick_bad(unsigned workers, const char *listen, const char *admin, c
     struct config *cfg = (struct config *)(uintptr_t)1;
     struct config_error err;
 
-    assert_int_equal(config_quick(workers, listen, admin, socket, argv, &cfg, &err), -EINVAL);
+    assert_int_equal(config_quick(workers, listen, admin, socket, NULL, argv, &cfg, &err),
+                     -EINVAL);
     assert_true(cfg == (struct config *)(uintptr_t)1);
     check_error(&err, "(command line)", 0, key, message_part);
 }
@@ -890,7 +894,10 @@ static void test_quick_errors(void **state)
     quick_bad(1, NULL, NULL, NULL, NULL, "command", "no command given");
 
     struct config *cfg = NULL;
-    assert_int_equal(config_quick(1, "127.0.0.1:99999", NULL, NULL, argv, &cfg, &err), -EINVAL);
+    assert_int_equal(config_quick(1, NULL, NULL, NULL, "soon", argv, &cfg, &err), -EINVAL);
+    check_error(&err, "(command line)", 0, "ready", "'soon' is not a ready mode");
+    assert_int_equal(config_quick(1, "127.0.0.1:99999", NULL, NULL, NULL, argv, &cfg, &err),
+                     -EINVAL);
     config_error_format(&err, buf, sizeof buf);
     assert_string_equal(buf, "(command line): listen: '127.0.0.1:99999' has a port out of range; "
                              "expected 0 to 65535");
