@@ -504,9 +504,35 @@ out:
     return r;
 }
 
-void app_start(struct app *app)
+/*
+ * An app left stopped closes its listening sockets (SPEC section 5, "Start"): with no worker to
+ * come, a backlog would only hang its clients, so they are refused until `start` binds again.
+ * Everywhere else (reloads, restarts, crashes) the sockets stay, and a client waits a moment
+ * in the backlog instead.
+ */
+static void app_become_stopped(struct app *app)
+{
+    app_set_state(app, APP_STOPPED, NULL);
+    if (app->n_listeners > 0 && app->m->state == MASTER_RUNNING) {
+        log_record(LOG_INFO, app_origin(app, -1), NULL,
+                   "closing %zu listen address%s: clients are refused until the app starts",
+                   app->n_listeners, app->n_listeners == 1 ? "" : "es");
+    }
+    for (size_t i = 0; i < app->n_listeners; i++) {
+        listener_close(&app->listeners[i]);
+    }
+    app->n_listeners = 0;
+    master_on_app_stopped(app->m, app);
+}
+
+int app_start(struct app *app, const struct address **ret_failed)
 {
     struct ev_loop *loop = app->m->loop;
+    /* Bound already at creation; bound again after a stop closed them. */
+    int r = app_listeners_add(app, app->cfg, ret_failed);
+    if (r < 0) {
+        return r;
+    }
     app_set_state(app, APP_RUNNING, NULL);
     for (unsigned i = 0; i < app->n_slots; i++) {
         struct slot *s = app->slots[i];
@@ -520,6 +546,7 @@ void app_start(struct app *app)
     double every = (double)app->cfg->memory_check_interval_ms / 1000.0;
     ev_timer_set(&app->stats_w, every, every);
     ev_timer_start(loop, &app->stats_w);
+    return 0;
 }
 
 void app_halt(struct app *app)
@@ -555,8 +582,7 @@ int app_stop(struct app *app)
     }
     app_halt(app);
     if (!app->workers) {
-        app_set_state(app, APP_STOPPED, NULL);
-        master_on_app_stopped(app->m, app);
+        app_become_stopped(app);
         return 0;
     }
     size_t n = app_live_count(app);
@@ -728,8 +754,7 @@ void app_on_worker_exit(struct app *app, struct worker *w)
         app_listeners_prune(app);
     }
     if (app->state == APP_STOPPING && !app->workers) {
-        app_set_state(app, APP_STOPPED, NULL);
-        master_on_app_stopped(app->m, app);
+        app_become_stopped(app);
         return;
     }
     master_on_app_changed(app->m, app);

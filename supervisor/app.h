@@ -103,8 +103,9 @@ int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret);
  * slots forget their workers (which keep running until retired). Returns 0 or -ENOMEM. */
 int app_slots_resize(struct app *app, unsigned n);
 
-/* Starts a worker in every slot. */
-void app_start(struct app *app);
+/* Starts a worker in every slot, binding first the listen addresses a stop closed. On a failed
+ * bind returns -errno with *ret_failed at the address; nothing is started. */
+int app_start(struct app *app, const struct address **ret_failed);
 
 /* Stops the app: its workers leave through the six phases; the app reports to the master once
  * none is left (master_on_app_stopped). Returns 0 or -ENOMEM. */

@@ -499,7 +499,15 @@ static void control_start(struct client *cl, const struct wire_request *req)
     }
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
                "starting app (droverctl, uid %d)", (int)cl->uid);
-    app_start(app);
+    const struct address *failed = NULL;
+    int r = app_start(app, &failed);
+    if (r < 0) {
+        log_record(LOG_ERROR, (struct log_origin){app->name, -1, 0}, NULL,
+                   "bind('%s') failed: %s", failed ? failed->text : "?", strerror(-r));
+        client_fail(cl, "app '%s' cannot start: bind('%s') failed: %s", app->name,
+                    failed ? failed->text : "?", strerror(-r));
+        return;
+    }
     client_park(cl, WAIT_START, app, app->n_slots);
 }
 

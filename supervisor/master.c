@@ -336,7 +336,7 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
                 master_reload_app_error(mr, ca->name, msg);
                 continue;
             }
-            app_start(m->apps[m->n_apps++]);
+            (void)app_start(m->apps[m->n_apps++], NULL); /* bound by app_new */
             json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
                                                       ca->name, "outcome", "added"));
             continue;
@@ -966,7 +966,7 @@ int master_run(struct config *cfg)
              m->n_apps == 1 ? "" : "s");
     m->state = MASTER_RUNNING;
     for (size_t i = 0; i < m->n_apps; i++) {
-        app_start(m->apps[i]);
+        (void)app_start(m->apps[i], NULL); /* bound by app_new: nothing can fail */
     }
     ev_run(m->loop, 0);
     master_kill_orphans();

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 import drover_harness as h
 
 
@@ -525,3 +527,43 @@ def test_logs_follow_ends_when_drover_stops(drover):
         assert p.wait(timeout=h.scaled(5)) == 0
     finally:
         end(p)
+
+
+def test_a_stopped_apps_clients_are_refused_until_it_starts(drover):
+    """Issue 13, item 10 (SPEC 5, "Start"): after `stop APP` nobody drains the backlog, so the
+    app's addresses refuse connections at once instead of hanging them; `start` binds them
+    again. A unix address loses its file meanwhile."""
+    port = h.free_port()
+    path = drover.tmp / "web.sock"
+    drover.start(apps={"web": web_app(1, listen=[f"127.0.0.1:{port}", f"unix:{path}"]),
+                       "chat": chat_app(1)})
+    wait_ready(drover, 1)
+    assert drover.ctl("stop", "web", timeout=30).returncode == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert not path.exists()
+    drover.wait_record(lambda r: r.get("app") == "web" and "refused until" in r.get("msg", ""))
+    # The other app's port is untouched.
+    wait_ready(drover, 1, "chat")
+    assert drover.ctl("start", "web", timeout=30).returncode == 0
+    wait_ready(drover, 1)
+    assert h.http_get(f"127.0.0.1:{port}")[0] == 200
+    # The helper serves its first address only; the second is bound and takes connections.
+    with socket.socket(socket.AF_UNIX) as u:
+        u.connect(str(path))
+
+
+def test_start_reports_an_address_taken_while_stopped(drover):
+    port = h.free_port()
+    drover.start(apps={"web": web_app(1, listen=f"127.0.0.1:{port}")})
+    wait_ready(drover, 1)
+    assert drover.ctl("stop", "web", timeout=30).returncode == 0
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen(1)
+        r = drover.ctl("start", "web", timeout=30)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert f"bind('127.0.0.1:{port}') failed: Address already in use" in r.stderr, r.stderr
+        assert app_status(drover)["state"] == "stopped"
+    assert drover.ctl("start", "web", timeout=30).returncode == 0
+    wait_ready(drover, 1)
