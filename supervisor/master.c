@@ -261,6 +261,7 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
     struct config_error err = {0};
     int r;
     if (m->state != MASTER_RUNNING) {
+        log_warn("reload refused: drover is shutting down");
         *ret_error = strdup("drover is shutting down");
         return -ESHUTDOWN;
     }
@@ -578,9 +579,7 @@ static void master_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         break;
     case SIGHUP: {
         char *why = NULL;
-        if (master_reload(m, NULL, NULL, NULL, &why) < 0) {
-            log_error("SIGHUP: reload refused: %s", why ? why : "out of memory");
-        }
+        (void)master_reload(m, NULL, NULL, NULL, &why); /* a refusal is logged there, once */
         free(why);
         break;
     }

@@ -458,9 +458,15 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
     ev_child_stop(loop, c);
 
     /* Descendants left in the worker's process group would keep its listen socket and pipes.
-     * The group id cannot be handed to a new process while any member lives, so signalling
-     * the group of the reaped leader reaches only those descendants. */
-    (void)kill(-w->last_pid, SIGKILL);
+     * While any member lives, the kernel hands the number out to no new process, so the group
+     * is still the worker's. Once the group is empty the number is free: a new process may
+     * have it already and may lead a group of its own by now, which is why a live process
+     * with that pid means "not ours": then the worker's group is empty and nothing is sent.
+     * (Left open: a new process taking the number between the check and the kill, and making
+     * itself a group leader in that instant.) */
+    if (kill(w->last_pid, 0) == -1 && errno == ESRCH) {
+        (void)kill(-w->last_pid, SIGKILL);
+    }
 
     ev_timer_stop(loop, &w->timer_w);
     if (w->errpipe_fd != -1 && !worker_read_errpipe(w)) {
@@ -670,8 +676,15 @@ static int worker_pipe(int fds[2])
     if (pipe2(fds, O_CLOEXEC) == -1) {
         return -errno;
     }
+    /* Only our end: the worker's stdout stays blocking, as any program expects of it. */
     int flags = fcntl(fds[0], F_GETFL);
-    (void)fcntl(fds[0], F_SETFL, flags | O_NONBLOCK);
+    if (flags == -1 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) == -1) {
+        int r = -errno;
+        close(fds[0]);
+        close(fds[1]);
+        fds[0] = fds[1] = -1;
+        return r;
+    }
     return 0;
 }
 

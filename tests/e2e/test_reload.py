@@ -136,6 +136,11 @@ def test_invalid_config_is_rejected(drover):
     assert "bogus_key" in rec["msg"] and f"{path.name}:" in rec["msg"], rec
     assert set(dr.workers()) == before
     assert not reload_results(dr)
+    # One refusal, one record (issue 13, item 13): the signal handler does not say it again.
+    dr.signal(signal.SIGUSR1)  # a marker: once its record is there, SIGHUP's are too
+    dr.wait_record(lambda r: "log file reopened" in r.get("msg", ""))
+    said = dr.find(lambda r: "bogus_key" in r.get("msg", ""))
+    assert len(said) == 1, said
 
 
 def test_reload_changes_worker_count(drover):
