@@ -39,17 +39,7 @@ static struct {
 
 const char *log_level_to_string(enum log_level level)
 {
-    switch (level) {
-    case LOG_DEBUG:
-        return "debug";
-    case LOG_INFO:
-        return "info";
-    case LOG_WARN:
-        return "warn";
-    case LOG_ERROR:
-        return "error";
-    }
-    return "info";
+    return logline_level_to_string(level);
 }
 
 static int log_fd_open(const char *path, int *ret_fd)
@@ -311,9 +301,29 @@ static int log_emit_json(json_t *rec)
     return r;
 }
 
-/* The text form: "TS LEVEL [app/slot pid] msg key=value ...". */
+/* Writes s to f with newlines and carriage returns escaped, so that a message decoded from a
+ * worker's JSON ("a\nb") still makes one line. */
+static void log_text_escaped(FILE *f, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\n') {
+            fputs("\\n", f);
+        } else if (s[i] == '\r') {
+            fputs("\\r", f);
+        } else {
+            fputc(s[i], f);
+        }
+    }
+}
+
+/*
+ * The text form: "TS LEVEL [app/slot pid] msg key=value ...". For a worker's line
+ * (worker_line), fields is the whole record: drover's own members are left out of the tail
+ * (they are in the head already), except a stream that is not stdout, and the text that came
+ * from the worker is escaped.
+ */
 static int log_emit_text(const char *ts, enum log_level level, struct log_origin origin,
-                         const char *msg, size_t msg_len, json_t *fields)
+                         const char *msg, size_t msg_len, json_t *fields, bool worker_line)
 {
     char head[256];
     int n = snprintf(head, sizeof head, "%s %-5s ", ts, log_level_to_string(level));
@@ -338,13 +348,26 @@ static int log_emit_text(const char *ts, enum log_level level, struct log_origin
         return -ENOMEM;
     }
     fwrite(head, 1, (size_t)n, f);
-    fwrite(msg, 1, msg_len, f);
+    if (worker_line) {
+        log_text_escaped(f, msg, msg_len);
+    } else {
+        fwrite(msg, 1, msg_len, f);
+    }
     if (fields) {
         const char *key;
         json_t *value;
         json_object_foreach(fields, key, value) {
+            if (worker_line && logline_key_is_drovers(key) &&
+                (strcmp(key, "stream") != 0 || strcmp(json_string_value(value), "stdout") == 0)) {
+                continue;
+            }
             if (json_is_string(value)) {
-                fprintf(f, " %s=%s", key, json_string_value(value));
+                fprintf(f, " %s=", key);
+                if (worker_line) {
+                    log_text_escaped(f, json_string_value(value), json_string_length(value));
+                } else {
+                    fputs(json_string_value(value), f);
+                }
             } else {
                 char *v = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
                 fprintf(f, " %s=%s", key, v ? v : "?");
@@ -361,22 +384,7 @@ static int log_emit_text(const char *ts, enum log_level level, struct log_origin
 
 json_t *log_json_text(const char *text, size_t len)
 {
-    json_t *s = json_stringn(text, len);
-    if (s) {
-        return s;
-    }
-    /* Not UTF-8: keep the bytes readable rather than lose the line. */
-    char *copy = malloc(len ? len : 1);
-    if (!copy) {
-        return NULL;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)text[i];
-        copy[i] = c >= 0x80 || c == 0 ? '?' : (char)c;
-    }
-    s = json_stringn(copy, len);
-    free(copy);
-    return s;
+    return logline_json_text(text, len);
 }
 
 int log_record(enum log_level level, struct log_origin origin, json_t *fields, const char *fmt, ...)
@@ -395,7 +403,7 @@ int log_record(enum log_level level, struct log_origin origin, json_t *fields, c
     log_timestamp(ts, sizeof ts);
 
     if (L.format == LOG_FORMAT_TEXT) {
-        int r = log_emit_text(ts, level, origin, msg, (size_t)len, fields);
+        int r = log_emit_text(ts, level, origin, msg, (size_t)len, fields, false);
         json_decref(fields);
         return r;
     }
@@ -419,44 +427,20 @@ int log_record(enum log_level level, struct log_origin origin, json_t *fields, c
 
 int log_worker_line(struct log_origin origin, bool is_stderr, const char *line, size_t len)
 {
-    enum log_level level = is_stderr ? LOG_ERROR : LOG_INFO;
     char ts[40];
     log_timestamp(ts, sizeof ts);
-
-    json_t *obj = NULL;
-    if (len > 1 && line[0] == '{') {
-        obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
-        if (obj && !json_is_object(obj)) {
-            json_decref(obj);
-            obj = NULL;
-        }
-    }
-    if (L.format == LOG_FORMAT_TEXT) {
-        json_decref(obj);
-        return log_emit_text(ts, level, origin, line, len, NULL);
-    }
-    json_t *rec = json_object();
+    enum log_level level = LOG_INFO;
+    json_t *rec = logline_record(ts, origin, is_stderr, line, len, &level);
     if (!rec) {
-        json_decref(obj);
         L.dropped++;
         return -ENOMEM;
     }
-    json_object_set_new(rec, "ts", json_string(ts));
-    json_object_set_new(rec, "level", json_string(log_level_to_string(level)));
-    log_json_origin(rec, origin);
-    if (obj) {
-        /* The worker's own fields are kept, including its level and msg; only the origin is
-         * the master's to state, so a worker cannot pose as another. */
-        json_object_update(rec, obj);
-        json_decref(obj);
-        log_json_origin(rec, origin);
-        json_object_set_new(rec, "ts", json_string(ts));
-    } else {
-        json_t *msg = log_json_text(line, len);
-        json_object_set_new(rec, "msg", msg ? msg : json_string(""));
-    }
-    if (is_stderr) {
-        json_object_set_new(rec, "stream", json_string("stderr"));
+    if (L.format == LOG_FORMAT_TEXT) {
+        json_t *msg = json_object_get(rec, "msg");
+        int r = log_emit_text(ts, level, origin, json_is_string(msg) ? json_string_value(msg) : "",
+                              json_is_string(msg) ? json_string_length(msg) : 0, rec, true);
+        json_decref(rec);
+        return r;
     }
     return log_emit_json(rec);
 }

@@ -19,17 +19,9 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "logline.h"
 
 struct ev_loop;
-
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
-
-/* Where a record comes from: an app, a slot and a pid (NULL / -1 / 0 when not applicable). */
-struct log_origin {
-    const char *app;
-    int slot;
-    pid_t pid;
-};
 
 #define LOG_MASTER ((struct log_origin){NULL, -1, 0})
 
@@ -65,8 +57,11 @@ int log_record(enum log_level level, struct log_origin origin, json_t *fields, c
 json_t *log_json_text(const char *text, size_t len);
 
 /*
- * One line of a worker's output (without its newline). A line that is itself a JSON object is
- * merged into the record instead of quoted. Returns 0 or -ENOBUFS when dropped.
+ * One line of a worker's output (without its newline), made a record by the rules of
+ * logline.h: a JSON object is merged into the record with its level normalised, a `<N>` prefix
+ * gives the level, any other line is "info"; every record carries "stream". In the text format
+ * the same level shows, followed by the message and the worker's other members as key=value.
+ * Returns 0 or -ENOBUFS when dropped.
  */
 int log_worker_line(struct log_origin origin, bool is_stderr, const char *line, size_t len);
 

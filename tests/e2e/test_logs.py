@@ -73,3 +73,94 @@ def test_text_format_is_for_humans(drover):
     assert "chat" in out[0].split("chat-xyz")[0], f"the app is named before the message: {out[0]}"
     assert str(pid) in out[0].split("chat-xyz")[0], f"the pid is named: {out[0]}"
     assert [l for l in lines if f"chat-xyz structured pid {pid}" in l], lines
+
+
+# ---- levels (SPEC 8): stderr is not an error; a worker's own level is normalised ----------
+
+def levels_app(tag="lv-xyz"):
+    return {"command": h.helper("levels.py", tag), "workers": 1, "ready": "none"}
+
+
+def wait_levels(drover, tag="lv-xyz"):
+    (pid,) = drover.wait_workers(1)
+    drover.wait_record(lambda r: r.get("pid") == pid and r.get("msg") == f"{tag} done",
+                       timeout=10, what="the levels worker's last line")
+    recs = [r for r in drover.records() if r.get("pid") == pid]
+
+    def one(name):
+        found = [r for r in recs if name in str(r.get("msg", ""))]
+        assert len(found) == 1, f"{name}: {found}\nall: {recs}"
+        return found[0]
+    return pid, one
+
+
+def test_levels_are_normalised(drover):
+    drover.start(apps={"lv": levels_app()})
+    pid, one = wait_levels(drover)
+
+    # A plain line on stderr stays info and says where it came from.
+    r = one("plain-stderr")
+    assert (r["level"], r["stream"]) == ("info", "stderr"), r
+    assert r["msg"] == f"[INFO] lv-xyz plain-stderr pid {pid}", r
+    r = one("plain-stdout")
+    assert (r["level"], r["stream"]) == ("info", "stdout"), r
+
+    # pino numbers become drover's words; the worker's other members are kept.
+    r = one("pino-info")
+    assert (r["level"], r["stream"]) == ("info", "stderr"), r
+    assert r["time"] == 1700000000000 and r["hostname"] == "h" and r["req"] == {"id": 7}, r
+    assert "line_level" not in r and "line_pid" not in r, r
+    r = one("pino-error")
+    assert r["level"] == "error" and r["err"] == {"type": "Error"}, r
+    r = one("pino-custom")
+    assert r["level"] == "info" and r["line_level"] == 35, r
+
+    # `<N>` prefixes give the syslog level and are stripped.
+    r = one("sd-warn")
+    assert (r["level"], r["msg"], r["stream"]) == ("warn", "lv-xyz sd-warn", "stderr"), r
+    r = one("sd-err")
+    assert (r["level"], r["msg"], r["stream"]) == ("error", "lv-xyz sd-err", "stdout"), r
+
+    r = one("python-warning")
+    assert r["level"] == "warn" and r["logger"] == "app.db", r
+
+    # drover's own keys keep their types; a worker's contradicting ones are kept as line_*.
+    r = one("collide")
+    assert (r["app"], r["worker"], r["pid"], r["stream"]) == ("lv", 0, pid, "stderr"), r
+    assert isinstance(r["ts"], str) and r["level"] == "info", r
+    assert (r["line_ts"], r["line_pid"], r["line_worker"], r["line_app"], r["line_level"]) == (
+        12345, "not-a-pid", "w-a", "other", "bogus"), r
+    assert "line_stream" not in r, r
+
+    # One field, one type and one vocabulary in the whole stream.
+    for rec in drover.records():
+        assert rec.get("level") in ("trace", "debug", "info", "warn", "error", "fatal"), rec
+        assert isinstance(rec.get("ts"), str), rec
+        for key in ("worker", "pid"):
+            assert key not in rec or type(rec[key]) is int, rec
+
+
+def test_text_format_shows_the_normalised_level(drover):
+    drover.start(supervisor={"log_format": "text"}, apps={"lv": levels_app()})
+    (pid,) = drover.wait_workers(1)
+
+    def lines():
+        text = drover.stdout_text().splitlines()
+        return text if any("lv-xyz done" in l for l in text) else None
+    text = h.wait_until(lines, 10, what="the levels worker's last line in the text log")
+
+    def one(name):
+        found = [l for l in text if name in l]
+        assert len(found) == 1, f"{name}: {found}\nall: {text}"
+        return found[0].split()
+
+    assert one("plain-stderr")[1] == "info"
+    assert one("pino-error")[1] == "error"
+    assert one("sd-warn")[1] == "warn"
+    assert one("python-warning")[1] == "warn"
+    # The message, not the JSON: the worker's other members follow as key=value.
+    words = one("pino-error")
+    assert words[words.index("lv-xyz") + 1] == "pino-error", words
+    assert 'err={"type":"Error"}' in words and not any('"level"' in w for w in words), words
+    assert "stream=stderr" in one("plain-stderr")
+    assert "stream=stderr" not in one("plain-stdout")
