@@ -3,17 +3,43 @@
  *
  * A record is formatted completely (one line, newline included) before it touches the buffer,
  * so a record is either written whole or dropped whole; a reader never sees half a line.
+ *
+ * Writing without blocking, without touching what others share. O_NONBLOCK is a flag of the
+ * open file description, not of the descriptor: drover's stdout is usually the very
+ * description its parent holds (the shell's terminal, the pipe into `tee`, the container
+ * runtime's FIFO), so setting the flag there would make the parent's own writes fail with
+ * EAGAIN. drover therefore never sets it on stdout. Instead, once the loop runs:
+ *
+ *   - a socket (journald's stdout stream, a socketpair) is written with send(MSG_DONTWAIT),
+ *     non-blocking per call;
+ *   - a pipe, FIFO or terminal is reopened through /proc/self/fd/1, which makes a new open
+ *     file description of the same pipe or terminal, drover's alone, and O_NONBLOCK is set on
+ *     that one;
+ *   - when that reopening is refused (no /proc, or a pipe created by another user, as when a
+ *     container runtime's FIFO outlives a privilege drop), a pipe is written with
+ *     pwritev2(RWF_NOWAIT), non-blocking per call; on kernels that do not take RWF_NOWAIT on
+ *     pipes, drover writes at most PIPE_BUF bytes and only when poll() says the pipe has room:
+ *     a pipe with a free slot takes that much without waiting. (Another process writing into
+ *     the same pipe between the poll and the write could take the room; drover is the only
+ *     writer of its stdout in every setup it documents.) A terminal that cannot be reopened
+ *     is written through, as are regular files and /dev/null, which never wait on a reader.
+ *
+ * A log_file that drover opened itself is its own description, and gets O_NONBLOCK directly.
  */
 #include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,11 +50,22 @@
 /* The longest message drover formats for itself; worker lines are bounded by their reader. */
 #define LOG_MSG_MAX 4096
 
+/* How records reach the reader once the loop runs (see the top of this file). */
+enum log_sink {
+    LOG_SINK_DIRECT,   /* blocking writes: a file, /dev/null, or before the loop */
+    LOG_SINK_NONBLOCK, /* write() on a description of drover's own, with O_NONBLOCK */
+    LOG_SINK_SEND,     /* a socket: send(MSG_DONTWAIT) */
+    LOG_SINK_NOWAIT,   /* a shared pipe or terminal: pwritev2(RWF_NOWAIT) */
+    LOG_SINK_POLLED,   /* a shared pipe, older kernel: PIPE_BUF bytes when poll() says room */
+};
+
 static struct {
     enum log_format format;
     char *path;             /* NULL = stdout */
-    int fd;
-    bool nonblocking;       /* a pipe or socket, written through the loop */
+    int fd;                 /* the log file, stdout, or drover's own reopening of stdout */
+    bool fd_owned;          /* fd is drover's to close */
+    enum log_sink sink;
+    bool sink_is_pipe;      /* for NOWAIT: what to fall back to when the kernel refuses it */
     struct ev_loop *loop;
     ev_io write_w;
     char *buf;
@@ -74,8 +111,49 @@ int log_open(enum log_format format, const char *path)
     free(L.path);
     L.path = copy;
     L.fd = fd;
+    L.fd_owned = copy != NULL;
+    L.sink = LOG_SINK_DIRECT;
     L.format = format;
     return 0;
+}
+
+/*
+ * Writes what the sink takes now without blocking (unless the sink is DIRECT). Returns the bytes
+ * written, or -1 with errno (EAGAIN: the reader is behind).
+ */
+static ssize_t log_write_some(const char *buf, size_t len)
+{
+    switch (L.sink) {
+    case LOG_SINK_SEND:
+        return send(L.fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    case LOG_SINK_NOWAIT: {
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+        ssize_t n = pwritev2(L.fd, &iov, 1, -1, RWF_NOWAIT);
+        if (n != -1 || (errno != EOPNOTSUPP && errno != EINVAL)) {
+            return n;
+        }
+        /* This kernel does not take RWF_NOWAIT here: fall back for good. */
+        L.sink = L.sink_is_pipe ? LOG_SINK_POLLED : LOG_SINK_DIRECT;
+        return log_write_some(buf, len);
+    }
+    case LOG_SINK_POLLED: {
+        struct pollfd p = {.fd = L.fd, .events = POLLOUT};
+        int k = poll(&p, 1, 0);
+        if (k == -1) {
+            return -1;
+        }
+        if (k == 0 || !(p.revents & (POLLOUT | POLLERR | POLLHUP))) {
+            errno = EAGAIN;
+            return -1;
+        }
+        /* With POLLERR (no reader left) the write fails at once with EPIPE. */
+        return write(L.fd, buf, len < PIPE_BUF ? len : PIPE_BUF);
+    }
+    case LOG_SINK_DIRECT:
+    case LOG_SINK_NONBLOCK:
+        break;
+    }
+    return write(L.fd, buf, len);
 }
 
 /* Writes as much of the buffer as the reader takes now; returns -errno on a hard error. */
@@ -86,7 +164,7 @@ static int log_flush_some(void)
     }
     size_t off = 0;
     while (off < L.len) {
-        ssize_t n = write(L.fd, L.buf + off, L.len - off);
+        ssize_t n = log_write_some(L.buf + off, L.len - off);
         if (n > 0) {
             off += (size_t)n;
             continue;
@@ -126,25 +204,76 @@ static void log_on_writable(struct ev_loop *loop, ev_io *w, int revents)
     log_update_watcher();
 }
 
-static bool log_fd_is_pipe(int fd)
+static int log_fd_set_nonblock(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
+        return -errno;
+    }
+    return 0;
+}
+
+/* A new open file description of the pipe or terminal behind fd, non-blocking, close-on-exec,
+ * never becoming a controlling terminal. Returns 0 or -errno. */
+static int log_fd_reopen_private(int fd, const struct stat *st, int *ret_fd)
+{
+    char path[40];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int nfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (nfd == -1) {
+        return -errno;
+    }
+    /* The same pipe or terminal, not something that replaced the name meanwhile. */
+    struct stat nst;
+    if (fstat(nfd, &nst) == -1 || nst.st_dev != st->st_dev || nst.st_ino != st->st_ino ||
+        nst.st_rdev != st->st_rdev) {
+        close(nfd);
+        return -ENXIO;
+    }
+    *ret_fd = nfd;
+    return 0;
+}
+
+/* Chooses how L.fd is written from now on (see the top of this file); may replace L.fd with
+ * drover's own reopening of it. */
+static void log_sink_setup(void)
 {
     struct stat st;
-    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+    L.sink = LOG_SINK_DIRECT;
+    if (fstat(L.fd, &st) == -1) {
+        return;
+    }
+    if (S_ISSOCK(st.st_mode)) {
+        L.sink = LOG_SINK_SEND;
+        return;
+    }
+    /* Opening the pty multiplexer again would make a new terminal, not reach this one. */
+    bool ptmx = S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 2;
+    bool tty = S_ISCHR(st.st_mode) && !ptmx && isatty(L.fd);
+    L.sink_is_pipe = S_ISFIFO(st.st_mode);
+    if (!L.sink_is_pipe && !tty) {
+        return; /* a file or /dev/null: never waits on a reader */
+    }
+    if (L.fd_owned) {
+        if (log_fd_set_nonblock(L.fd) == 0) {
+            L.sink = LOG_SINK_NONBLOCK;
+        }
+        return;
+    }
+    int fd = -1;
+    if (log_fd_reopen_private(L.fd, &st, &fd) == 0) {
+        L.fd = fd;
+        L.fd_owned = true;
+        L.sink = LOG_SINK_NONBLOCK;
+        return;
+    }
+    L.sink = LOG_SINK_NOWAIT;
 }
 
 void log_attach(struct ev_loop *loop)
 {
-    /* Only a pipe or a socket can stall us for long; a terminal or a file is written through.
-     * O_NONBLOCK is a property of the open file description, shared with whoever else holds it,
-     * which is why it is not set on a terminal that the user's shell also uses. */
     L.loop = loop;
-    L.nonblocking = log_fd_is_pipe(L.fd);
-    if (L.nonblocking) {
-        int flags = fcntl(L.fd, F_GETFL);
-        if (flags != -1) {
-            (void)fcntl(L.fd, F_SETFL, flags | O_NONBLOCK);
-        }
-    }
+    log_sink_setup();
     ev_io_init(&L.write_w, log_on_writable, L.fd, EV_WRITE);
 }
 
@@ -164,8 +293,10 @@ int log_reopen(void)
     }
     close(L.fd);
     L.fd = fd;
-    L.nonblocking = false;
+    L.fd_owned = true;
+    L.sink = LOG_SINK_DIRECT;
     if (L.loop) {
+        log_sink_setup();
         ev_io_set(&L.write_w, L.fd, EV_WRITE);
     }
     log_flush_some();
@@ -196,7 +327,7 @@ void log_close(void)
         struct pollfd p = {.fd = L.fd, .events = POLLOUT};
         (void)poll(&p, 1, (int)(1000 - elapsed_ms));
     }
-    if (L.path && L.fd > STDERR_FILENO) {
+    if (L.fd_owned) {
         close(L.fd);
     }
     free(L.buf);
@@ -205,6 +336,8 @@ void log_close(void)
     L.path = NULL;
     L.len = L.cap = 0;
     L.fd = STDOUT_FILENO;
+    L.fd_owned = false;
+    L.sink = LOG_SINK_DIRECT;
     L.loop = NULL;
 }
 
@@ -216,8 +349,8 @@ uint64_t log_dropped_total(void)
 /* Appends one complete line; drops it whole when the buffer would pass its limit. */
 static int log_emit(const char *line, size_t len)
 {
-    if (!L.loop || !L.nonblocking) {
-        /* Before the loop, or to a terminal or file: write through. Anything still buffered
+    if (!L.loop || L.sink == LOG_SINK_DIRECT) {
+        /* Before the loop, or to a file: write through. Anything still buffered
          * from a reopen goes first so order is kept. */
         if (L.len > 0) {
             log_flush_some();

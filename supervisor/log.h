@@ -5,7 +5,8 @@
  * `kubectl logs` or a stopped pager. So records are appended to one bounded buffer and written
  * non-blockingly; when the reader falls behind, the buffer fills and further records are dropped
  * and counted, never queued without bound. Before the loop is attached (startup), and for a
- * terminal or a regular file, records are written straight through.
+ * regular file, records are written straight through. Non-blocking writing never changes the
+ * open file description drover shares with its parent (log.c says how).
  *
  * There is one log per process, so this module keeps its state in a single static struct
  * rather than threading a handle through every call.
@@ -28,7 +29,9 @@ struct ev_loop;
 /* Opens the log: path "-" = stdout. Returns 0 or -errno. */
 int log_open(enum log_format format, const char *path);
 
-/* Switches to non-blocking, bounded writing driven by the loop. */
+/* Switches to non-blocking, bounded writing driven by the loop: send(MSG_DONTWAIT) to a
+ * socket, a private non-blocking reopening of a pipe or terminal on stdout, or per-call
+ * non-blocking writes when it cannot be reopened. Never sets O_NONBLOCK on shared stdout. */
 void log_attach(struct ev_loop *loop);
 
 /* Reopens the log file (SIGUSR1, for logrotate). Returns 0 or -errno; on error keeps the old. */

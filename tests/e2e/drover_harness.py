@@ -407,23 +407,26 @@ class Drover:
         self.config_path = path
         return path
 
-    def start(self, supervisor=None, apps=None, args=None, env=None, wrapper=None):
+    def start(self, supervisor=None, apps=None, args=None, env=None, wrapper=None, stdout=None):
         """Starts drover: with a config written from supervisor/apps, or with raw args.
 
         The command is prefixed with `wrapper` (a list, e.g. prlimit) and then with
         $DROVER_WRAPPER (e.g. valgrind, see scripts/test --valgrind); both must exec drover in
-        place, so the Popen pid stays drover's pid."""
+        place, so the Popen pid stays drover's pid. stdout, when given (an fd: a pipe, socket or
+        terminal the test reads itself), replaces the capture file; records() then sees
+        nothing."""
         if args is None:
             if self.config_path is None or supervisor is not None or apps is not None:
                 self.write_config(supervisor, apps)
             args = ["-c", str(self.config_path)]
-        self.out = open(self.out_path, "wb")
+        self.out = open(self.out_path, "wb") if stdout is None else None
         self.err = open(self.err_path, "wb")
         prefix = [str(w) for w in (wrapper or [])] + shlex.split(os.environ.get("DROVER_WRAPPER",
                                                                                  ""))
         self.proc = subprocess.Popen(prefix + [str(DROVER)] + [str(a) for a in args], cwd=self.tmp,
                                      env=clean_env(env), stdin=subprocess.DEVNULL,
-                                     stdout=self.out, stderr=self.err, start_new_session=True)
+                                     stdout=self.out if stdout is None else stdout,
+                                     stderr=self.err, start_new_session=True)
         return self
 
     def wait_http(self, addr, path="/", timeout=10.0):

@@ -1,7 +1,14 @@
 """Worker output becomes drover's log records (SPEC 4 "stdout/stderr", SPEC 8)."""
 
+import fcntl
 import json
+import os
 import re
+import socket
+import threading
+import time
+
+import pytest
 
 import drover_harness as h
 
@@ -164,3 +171,157 @@ def test_text_format_shows_the_normalised_level(drover):
     assert 'err={"type":"Error"}' in words and not any('"level"' in w for w in words), words
     assert "stream=stderr" in one("plain-stderr")
     assert "stream=stderr" not in one("plain-stdout")
+
+
+# ---- drover's stdout (SPEC 8): never blocks, never changes what it shares with its parent ----
+
+class FdReader:
+    """Reads drover's stdout from the test's end of a pipe, socket or pty, in a thread."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.data = bytearray()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # EIO: a pty whose other side is gone; EBADF: closed by the test
+                return
+            if not chunk:
+                return
+            with self.lock:
+                self.data += chunk
+
+    def size(self):
+        with self.lock:
+            return len(self.data)
+
+    def wait_quiet(self, quiet=0.5, timeout=20):
+        """Waits until nothing arrived for `quiet` seconds: drover has written all it kept."""
+        last = [self.size(), time.monotonic()]
+
+        def settled():
+            n = self.size()
+            if n != last[0]:
+                last[:] = [n, time.monotonic()]
+            return time.monotonic() - last[1] >= quiet
+        h.wait_until(settled, timeout, interval=0.05, what="drover's stdout to settle")
+
+    def records(self):
+        with self.lock:
+            text = bytes(self.data)
+        recs = []
+        for line in text.replace(b"\r\n", b"\n").split(b"\n"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                recs.append(rec)
+        return recs
+
+
+def is_nonblocking(fd):
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+
+
+def shared_stdout(kind):
+    """(drover's end, the test's reading end) of a fresh pipe, socketpair or pty."""
+    if kind == "pipe":
+        r, w = os.pipe()
+    elif kind == "socket":
+        a, b = socket.socketpair()
+        r, w = a.detach(), b.detach()
+    else:
+        r, w = os.openpty()
+    return w, r
+
+
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def open_to_nobody(drover):
+    """Lets drover run as nobody in its temp dir (the dir and its parent belong to root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run drover as another user")
+    os.chmod(drover.tmp.parent, 0o711)
+    os.chmod(drover.tmp, 0o777)
+
+
+# as_nobody: a pipe created by root cannot be reopened through /proc by drover running as
+# nobody, so these cases take the per-call non-blocking path instead of the private reopening.
+CASES = [("pipe", False), ("socket", False), ("tty", False), ("pipe", True)]
+
+
+@pytest.mark.parametrize("kind,as_nobody", CASES, ids=["pipe", "socket", "tty", "pipe-nobody"])
+def test_stdout_description_is_left_as_drover_found_it(drover, kind, as_nobody):
+    w, r = shared_stdout(kind)
+    try:
+        if as_nobody:
+            open_to_nobody(drover)
+        assert not is_nonblocking(w)
+        reader = FdReader(r)
+        drover.start(apps={"chat": chat_app(workers=1)}, stdout=w,
+                     wrapper=AS_NOBODY if as_nobody else None)
+        (pid,) = drover.wait_workers(1)
+        h.wait_until(lambda: [x for x in reader.records()
+                              if x.get("msg") == f"chat-xyz done pid {pid}"], 10,
+                     what="the worker's last line on the test's end")
+        # O_NONBLOCK belongs to the open file description, which the test shares with drover:
+        # had drover set it, the test's (the parent shell's) own writes would fail with EAGAIN.
+        assert not is_nonblocking(w), f"drover made the {kind} it shares non-blocking"
+        drover.stop()
+        assert not is_nonblocking(w)
+        # Written from the loop to the end, the shutdown's records included.
+        h.wait_until(lambda: [x for x in reader.records() if x.get("phase") == "complete"], 5,
+                     what="the shutdown's last record")
+    finally:
+        os.close(w)
+        os.close(r)
+
+
+def dropped_lines(admin, app):
+    try:
+        status, body = h.http_get(admin, "/metrics")
+    except OSError:
+        return None
+    m = re.search(r'^drover_log_lines_dropped_total\{app="%s"\} (\S+)$' % app, body, re.M)
+    return float(m.group(1)) if status == 200 and m else None
+
+
+@pytest.mark.parametrize("as_nobody", [False, True], ids=["reopened", "nobody"])
+def test_a_reader_that_stops_never_stalls_drover(drover, as_nobody):
+    """Nobody reads drover's stdout: the pipe fills, drover's buffer fills, worker lines are
+    dropped and counted, and drover goes on answering; once the reader is back, records flow."""
+    w, r = shared_stdout("pipe")
+    try:
+        if as_nobody:
+            open_to_nobody(drover)
+        admin = f"127.0.0.1:{h.free_port()}"
+        flood = {"command": h.helper("chatty.py", "flood", "--lines", "40000"), "workers": 1,
+                 "ready": "none"}
+        drover.start(supervisor={"admin_listen": admin}, apps={"chat": flood}, stdout=w,
+                     wrapper=AS_NOBODY if as_nobody else None)
+        h.wait_until(lambda: (dropped_lines(admin, "chat") or 0) > 0, 20,
+                     what="worker lines dropped and counted while nobody reads")
+        status = drover.status()
+        assert status and status["ok"], status
+        assert not is_nonblocking(w)
+
+        reader = FdReader(r)
+        h.wait_until(lambda: [x for x in reader.records() if "flood line" in x.get("msg", "")],
+                     10, what="the buffered records once the reader is back")
+        reader.wait_quiet()
+        (old,) = drover.wait_workers(1)
+        assert drover.ctl("restart", "chat").returncode == 0
+        h.wait_until(lambda: [x for x in reader.records() if x.get("pid") not in (None, old)
+                              and x.get("state") == "starting"], 10,
+                     what="a new record after the reader caught up")
+    finally:
+        drover.stop()
+        os.close(w)
+        os.close(r)
