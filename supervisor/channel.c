@@ -1,10 +1,14 @@
 /*
  * channel: the master's end of the worker channel. See channel.h.
+ *
+ * Every read and write passes MSG_DONTWAIT rather than relying on O_NONBLOCK on the fd: the
+ * flag would take an fcntl() that can fail, and a silently blocking channel would let one
+ * worker stop the master. Per-call flags cannot fail to be set, so there is no error for
+ * channel_open to report.
  */
 #include "channel.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +54,7 @@ static int channel_flush(struct channel *ch)
 {
     size_t off = 0;
     while (off < ch->out_len) {
-        ssize_t n = send(ch->fd, ch->out + off, ch->out_len - off, MSG_NOSIGNAL);
+        ssize_t n = send(ch->fd, ch->out + off, ch->out_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             off += (size_t)n;
         } else if (n == -1 && errno == EINTR) {
@@ -148,7 +152,7 @@ static void channel_process(struct channel *ch, size_t bytes, unsigned msgs)
         if (room > bytes) {
             room = bytes;
         }
-        ssize_t n = read(ch->fd, space, room);
+        ssize_t n = recv(ch->fd, space, room, MSG_DONTWAIT);
         if (n == 0) {
             channel_fail(ch, 0);
             return;
@@ -204,8 +208,6 @@ void channel_drain(struct channel *ch)
 void channel_open(struct channel *ch, struct ev_loop *loop, int fd, channel_msg_fn on_msg,
                   channel_close_fn on_close, void *data)
 {
-    int flags = fcntl(fd, F_GETFL);
-    (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     *ch = (struct channel){
         .loop = loop, .fd = fd, .on_msg = on_msg, .on_close = on_close, .data = data};
     wire_lines_init(&ch->in, WIRE_LINE_MAX);

@@ -44,7 +44,8 @@ struct channel {
     void *data;
 };
 
-/* Takes ownership of fd (made non-blocking) and starts reading. */
+/* Takes ownership of fd, a stream socket, and starts reading. The fd's own flags are left as
+ * they are: every read and write on it is non-blocking by itself (MSG_DONTWAIT). */
 void channel_open(struct channel *ch, struct ev_loop *loop, int fd, channel_msg_fn on_msg,
                   channel_close_fn on_close, void *data);
 
