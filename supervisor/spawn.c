@@ -180,7 +180,10 @@ int spawn_start(const struct spawn_plan *plan, pid_t *ret_pid, int *ret_errfd)
     if (plan->n_fds > SPAWN_FDS_MAX) {
         return -EMFILE;
     }
-    if (pipe2(errpipe, O_CLOEXEC) == -1) {
+    /* Non-blocking from its creation, so no later fcntl can fail to make it so: the master
+     * reads it from the loop. The child's end is non-blocking too, which costs nothing: the
+     * one record it may write is far smaller than an empty pipe's room. */
+    if (pipe2(errpipe, O_CLOEXEC | O_NONBLOCK) == -1) {
         return -errno;
     }
     /* Block every signal across fork: a signal arriving in the child before its handlers are
@@ -201,8 +204,6 @@ int spawn_start(const struct spawn_plan *plan, pid_t *ret_pid, int *ret_errfd)
         close(errpipe[0]);
         return -err;
     }
-    int flags = fcntl(errpipe[0], F_GETFL);
-    (void)fcntl(errpipe[0], F_SETFL, flags | O_NONBLOCK);
     *ret_pid = pid;
     *ret_errfd = errpipe[0];
     return 0;
