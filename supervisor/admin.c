@@ -75,23 +75,40 @@ struct own {
     size_t n_fams;
     struct prom_sample *samples;
     size_t n_samples, cap_samples;
+    bool overflow;                  /* a family or sample did not fit: the page is refused */
     struct prom_label *labels;      /* two per sample at most */
     char (*texts)[24];              /* numbers used as label values */
-    size_t n_texts;
+    size_t n_texts, cap_texts;
     double *counts;                 /* histogram counts */
     size_t n_counts;
 };
 
+/*
+ * The storage is sized in own_build from the same counts the families are built from, so it
+ * fits by construction; these bounds are the second guard. Past them a family or sample is not
+ * written but remembered (o->overflow), and own_build fails, so that a counting mistake shows as
+ * a refused page rather than as a write past the end of the heap block or a page quietly
+ * missing series.
+ */
 static void own_family(struct own *o, const char *name, enum prom_type type, const char *help)
 {
+    if (o->n_fams == sizeof o->fams / sizeof o->fams[0]) {
+        o->overflow = true;
+        return;
+    }
     o->fams[o->n_fams++] = (struct prom_family){.name = name, .help = help, .type = type,
                                                 .samples = o->samples + o->n_samples};
 }
 
-/* A sample of the current family with up to two labels (name NULL = none). */
+/* A sample of the current family with up to two labels (name NULL = none). Returns it, or
+ * NULL when it does not fit. */
 static struct prom_sample *own_sample(struct own *o, double v, const char *k1, const char *v1,
                                       const char *k2, const char *v2)
 {
+    if (o->overflow || o->n_fams == 0 || o->n_samples == o->cap_samples) {
+        o->overflow = true;
+        return NULL;
+    }
     struct prom_sample *s = &o->samples[o->n_samples];
     struct prom_label *l = &o->labels[2 * o->n_samples];
     o->n_samples++;
@@ -108,6 +125,10 @@ static struct prom_sample *own_sample(struct own *o, double v, const char *k1, c
 
 static const char *own_text(struct own *o, unsigned v)
 {
+    if (o->n_texts == o->cap_texts) {
+        o->overflow = true;
+        return "";
+    }
     char *t = o->texts[o->n_texts++];
     snprintf(t, sizeof o->texts[0], "%u", v);
     return t;
@@ -187,11 +208,16 @@ static int own_build(struct master *m, struct own *o)
     for (size_t i = 0; i < m->n_apps; i++) {
         n_workers += app_live_count(m->apps[i]);
     }
-    size_t per_app = 5 + WORKER_REASON_COUNT + 2 + 1 + 1 + METRICS_REFUSED_COUNT + 3;
+    /* Per app: a state count each, a restart count per reason, reloads done and failed, the
+     * reload histogram, lines dropped, snapshots, a refusal count per reason, conflicts,
+     * series. Per slot's worker: the four drover_worker_* series. Then five single series. */
+    size_t per_app = sizeof worker_states / sizeof worker_states[0] + WORKER_REASON_COUNT + 2 +
+                     1 + 1 + 1 + METRICS_REFUSED_COUNT + 1 + 1;
     o->cap_samples = m->n_apps * per_app + 4 * n_workers + 8;
     o->samples = calloc(o->cap_samples, sizeof *o->samples);
     o->labels = calloc(2 * o->cap_samples, sizeof *o->labels);
-    o->texts = calloc(n_workers + 1, sizeof *o->texts);
+    o->cap_texts = n_workers + 1;
+    o->texts = calloc(o->cap_texts, sizeof *o->texts);
     o->counts = calloc(m->n_apps * (APP_RELOAD_BUCKETS + 1) + 1, sizeof *o->counts);
     struct worker **ws = calloc(n_workers + 1, sizeof *ws);
     size_t *n_slot_workers = calloc(m->n_apps + 1, sizeof *n_slot_workers);
@@ -302,9 +328,11 @@ static int own_build(struct master *m, struct own *o)
             c[b] = acc;
         }
         struct prom_sample *s = own_sample(o, 0, "app", app->name, NULL, NULL);
-        s->counts = c;
-        s->sum = app->reload_seconds;
-        s->count = acc;
+        if (s) {
+            s->counts = c;
+            s->sum = app->reload_seconds;
+            s->count = acc;
+        }
     }
     own_family(o, "drover_log_lines_dropped_total", PROM_COUNTER,
                "Worker output lines dropped because drover's log reader was behind.");
@@ -358,7 +386,7 @@ static int own_build(struct master *m, struct own *o)
     own_sample(o, (double)log_dropped_total(), NULL, NULL, NULL, NULL);
     own_family(o, "drover_build_info", PROM_GAUGE, "drover's version; always 1.");
     own_sample(o, 1, "version", DROVER_VERSION, NULL, NULL);
-    return 0;
+    return o->overflow ? -ENOBUFS : 0;
 }
 
 static void own_done(struct own *o)
@@ -548,7 +576,8 @@ static enum MHD_Result admin_on_metrics(struct admin *a, struct MHD_Connection *
     int r = admin_render_metrics(a->m, json ? "json" : "text", &body, &len);
     if (r < 0) {
         log_warn("admin: rendering /metrics failed: %s", strerror(-r));
-        return admin_text_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return admin_text_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                r == -ENOMEM ? "out of memory\n" : "rendering failed\n");
     }
     return admin_reply(c, MHD_HTTP_OK,
                        json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",

@@ -349,3 +349,30 @@ def test_admin_bind_failure_exits_3(drover):
                      apps={"m": {"command": worker(), "workers": 1}})
         assert drover.wait_exit(10) == 3
     assert f"bind('{addr}') failed: {h.EADDRINUSE_TEXT}" in drover.output()
+
+
+def test_own_series_of_many_apps_without_workers(drover):
+    """drover's own series are laid out per scrape in storage sized from the apps and workers.
+    Many apps and no live worker leave no slack anywhere: every app's series must be on the
+    page, whole, and the page must be drover's last word (drover_build_info) too."""
+    names = [f"a{i}" for i in range(8)]
+    apps = {n: {"command": "/bin/true", "workers": 1, "restart": "never", "ready": "none"}
+            for n in names}
+    admin = start(drover, apps)
+    h.wait_until(lambda: not drover.workers() and all(
+        not a["workers"] or all(w["state"] == "backoff" for w in a["workers"])
+        for a in (drover.status() or {"apps": [{"workers": [1]}]})["apps"]), 10,
+        what="every worker gone")
+    page = scrape(admin)
+    for n in names:
+        for state in ("starting", "ready", "draining", "stopping", "backoff"):
+            assert val(page, "drover_workers", app=n, state=state) == 0, (n, state)
+        assert val(page, "drover_reloads_total", app=n, result="done") == 0, n
+        assert val(page, "drover_reloads_total", app=n, result="failed") == 0, n
+        assert val(page, "drover_reload_duration_seconds_count", app=n) == 0, n
+        assert val(page, "drover_log_lines_dropped_total", app=n) == 0, n
+        assert val(page, "drover_metrics_snapshots_total", app=n) == 0, n
+        assert val(page, "drover_metrics_conflicts", app=n) == 0, n
+        assert val(page, "drover_metrics_series", app=n) == 0, n
+    assert [v for (name, _), v in page.items() if name == "drover_build_info"] == [1]
+    assert val(page, "drover_shutdown_phase") == 0
