@@ -636,8 +636,25 @@ static int parse_sample(struct metrics_app *ma, const struct mfamily *f, json_t 
     return 0;
 }
 
-/* The family's own fields (not its samples) into f. */
-static int parse_family_head(json_t *jf, double *buckets, struct mfamily *f,
+/*
+ * The family's type as its JSON states it: the one reading of a family's type, used both by
+ * the pass that sizes a snapshot's storage (snap_measure) and by the pass that fills it
+ * (parse_family_head), so that they agree on which families take pool doubles. The filling
+ * pass also checks every write against what was sized (snap_parse), so that even a future
+ * disagreement refuses the snapshot instead of writing past the storage. Returns 0 or -EINVAL.
+ */
+static int family_type(json_t *jf, enum prom_type *ret)
+{
+    const char *s = NULL;
+    if (member_string(jf, "type", &s) < 0 || prom_type_from_string(s, ret) < 0) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The family's own fields (not its samples) into f; its buckets into buckets, which has room
+ * for room doubles. */
+static int parse_family_head(json_t *jf, double *buckets, size_t room, struct mfamily *f,
                              const char **ret_error)
 {
     if (!json_is_object(jf)) {
@@ -651,10 +668,10 @@ static int parse_family_head(json_t *jf, double *buckets, struct mfamily *f,
     if (strncmp(f->name, "drover_", 7) == 0) {
         PROTO("family names starting with drover_ are drover's own");
     }
-    const char *s;
-    if (member_string(jf, "type", &s) < 0 || prom_type_from_string(s, &f->type) < 0) {
+    if (family_type(jf, &f->type) < 0) {
         PROTO("a family type is missing or not counter, gauge or histogram");
     }
+    const char *s;
     if (member_string(jf, "help", &f->help) < 0) {
         PROTO("a family's help is not a string");
     }
@@ -684,6 +701,9 @@ static int parse_family_head(json_t *jf, double *buckets, struct mfamily *f,
         json_t *jb = json_object_get(jf, "buckets");
         if (!json_is_array(jb)) {
             PROTO("a histogram has no buckets array");
+        }
+        if (json_array_size(jb) > room) {
+            PROTO("a histogram's buckets do not fit the snapshot's measured size");
         }
         for (size_t i = 0; i < json_array_size(jb); i++) {
             json_t *b = json_array_get(jb, i);
@@ -721,8 +741,8 @@ static int snap_measure(json_t *families, size_t *ret_samples, size_t *ret_pool,
         json_t *samples = json_object_get(jf, "samples");
         size_t n = json_is_array(samples) ? json_array_size(samples) : 0;
         size_t nb = 0;
-        json_t *type = json_object_get(jf, "type");
-        if (json_is_string(type) && strcmp(json_string_value(type), "histogram") == 0) {
+        enum prom_type type;
+        if (family_type(jf, &type) == 0 && type == PROM_HISTOGRAM) {
             nb = json_array_size(json_object_get(jf, "buckets"));
             if (nb > METRICS_MAX_BUCKETS) {
                 PROTO("a histogram has more than 100 buckets");
@@ -776,7 +796,7 @@ static int snap_parse(struct metrics_app *ma, json_t *families, const char *slot
     for (size_t i = 0; i < n_fams; i++) {
         json_t *jf = json_array_get(families, i);
         struct mfamily *f = &sn->fams[i];
-        r = parse_family_head(jf, sn->pool + pool, f, ret_error);
+        r = parse_family_head(jf, sn->pool + pool, n_pool - pool, f, ret_error);
         if (r < 0) {
             goto out;
         }
@@ -784,6 +804,14 @@ static int snap_parse(struct metrics_app *ma, json_t *families, const char *slot
         json_t *samples = json_object_get(jf, "samples");
         f->samples = sn->samples + k;
         f->n_samples = json_array_size(samples);
+        /* Every write below stays within what snap_measure sized: a family that would not fit
+         * refuses the snapshot (see family_type). */
+        size_t per_sample = f->type == PROM_HISTOGRAM ? f->n_buckets + 1 : 0;
+        if (f->n_samples > n_samples - k || per_sample * f->n_samples > n_pool - pool) {
+            *ret_error = "a family's samples do not fit the snapshot's measured size";
+            r = -EPROTO;
+            goto out;
+        }
         for (size_t j = 0; j < f->n_samples; j++) {
             struct msample *s = &f->samples[j];
             r = parse_sample(ma, f, json_array_get(samples, j), slot, sn->pool + pool, s,

@@ -531,6 +531,76 @@ static void test_apps_share_names(void **state)
     }
 }
 
+/*
+ * A snapshot is sized by one pass and filled by a second; both read a family's type through one
+ * function, and the filling pass checks each write against the size. These shapes sit where a
+ * disagreement between the passes would write past the storage (run under ASan to see it):
+ * histogram-looking members on a family that is not a histogram, type spellings that are not a
+ * type, and histograms that fill the storage to the last double.
+ */
+static void test_histogram_storage_is_sized_by_one_reading(void **state)
+{
+    char *json = malloc(1 << 20);
+    assert_non_null(json);
+
+    /* A gauge carrying 150 "buckets" and per-sample "counts": a gauge, the extra members
+     * ignored (no 100-bucket limit, no pool), next to a real histogram. */
+    size_t n = (size_t)sprintf(json, "[{\"name\":\"g\",\"type\":\"gauge\",\"buckets\":[");
+    for (int i = 0; i < 150; i++) {
+        n += (size_t)sprintf(json + n, "%s%d", i ? "," : "", i + 1);
+    }
+    n += (size_t)sprintf(json + n, "],\"samples\":[{\"value\":7,\"counts\":[1,2,3]}]},"
+                                   "{\"name\":\"h\",\"type\":\"histogram\",\"buckets\":[1],"
+                                   "\"samples\":[{\"counts\":[1,2],\"sum\":3,\"count\":2}]}]");
+    struct metrics_app *ma = app_new("s");
+    assert_int_equal(update(ma, 1, 0, json), 0);
+    assert_true(value_of(ma, "g{app=\"s\"}") == 7);
+    assert_true(value_of(ma, "h_bucket{app=\"s\",le=\"+Inf\"}") == 2);
+
+    /* Spellings that are not a type are refused whole, however histogram-like the rest. */
+    static const char *const not_types[] = {"\"Histogram\"", "\"histogram \"", "\"histo\"",
+                                            "5", "null", "[\"histogram\"]", "{}"};
+    for (size_t i = 0; i < sizeof not_types / sizeof not_types[0]; i++) {
+        assert_int_equal(update_fmt(ma, 1, 0,
+                                    "[{\"name\":\"h\",\"type\":%s,\"buckets\":[1,2],"
+                                    "\"samples\":[{\"counts\":[1,2,3],\"sum\":1}]}]",
+                                    not_types[i]),
+                         -EPROTO);
+    }
+    assert_true(value_of(ma, "g{app=\"s\"}") == 7); /* the previous snapshot stays */
+
+    /* Histograms of 100 buckets (the most) with several samples each, between counters: the
+     * storage filled to its last double, every count where it belongs. */
+    n = (size_t)sprintf(json, "[");
+    for (int f = 0; f < 5; f++) {
+        n += (size_t)sprintf(json + n, "%s{\"name\":\"c%d\",\"type\":\"counter\",\"samples\":"
+                                       "[{\"value\":%d}]},{\"name\":\"h%d\",\"type\":"
+                                       "\"histogram\",\"buckets\":[",
+                             f ? "," : "", f, f, f);
+        for (int b = 0; b < 100; b++) {
+            n += (size_t)sprintf(json + n, "%s%d", b ? "," : "", b + 1);
+        }
+        n += (size_t)sprintf(json + n, "],\"samples\":[");
+        for (int smp = 0; smp < 4; smp++) {
+            n += (size_t)sprintf(json + n, "%s{\"labels\":{\"k\":\"%d\"},\"counts\":[",
+                                 smp ? "," : "", smp);
+            for (int b = 0; b <= 100; b++) {
+                n += (size_t)sprintf(json + n, "%s%d", b ? "," : "", b * (f + smp + 1));
+            }
+            n += (size_t)sprintf(json + n, "],\"sum\":1}");
+        }
+        n += (size_t)sprintf(json + n, "]}");
+    }
+    sprintf(json + n, "]");
+    assert_int_equal(update(ma, 2, 1, json), 0);
+    assert_true(value_of(ma, "c4{app=\"s\"}") == 4);
+    assert_true(value_of(ma, "h4_bucket{app=\"s\",k=\"3\",le=\"+Inf\"}") == 100 * 8);
+    assert_true(value_of(ma, "h0_bucket{app=\"s\",k=\"0\",le=\"1\"}") == 0);
+    assert_true(value_of(ma, "h2_bucket{app=\"s\",k=\"1\",le=\"50\"}") == 49 * 4);
+    metrics_app_free(ma);
+    free(json);
+}
+
 static void test_empty_page(void **state)
 {
     struct metrics_page page;
@@ -552,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_apps_share_names),
+        cmocka_unit_test(test_histogram_storage_is_sized_by_one_reading),
         cmocka_unit_test(test_empty_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
