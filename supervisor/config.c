@@ -608,6 +608,12 @@ static int set_listen(struct loader *l, void *obj, size_t off, const char *value
 
     (void)off; /* the setter knows its fields */
 
+    if (a->n_listen >= CONFIG_LISTEN_MAX) {
+        return loader_fail(l,
+                           "'%s' is one address too many; an app may listen on at most %d "
+                           "(its workers get them as fds 3 to %d)",
+                           value, CONFIG_LISTEN_MAX, 3 + CONFIG_LISTEN_MAX - 1);
+    }
     if (parse_address(value, &addr, &why) < 0) {
         return loader_fail(l, "'%s' %s", value, why);
     }

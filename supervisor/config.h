@@ -15,6 +15,14 @@
 
 #include "parse.h"
 
+/*
+ * The most `listen` lines an app may have. A worker's descriptors are 0-2, one per listen
+ * address from fd 3 on, then its channel (SPEC section 4), and all of them must fit spawn's fd
+ * plan: worker.c asserts 3 + CONFIG_LISTEN_MAX + 1 == SPAWN_FDS_MAX. A file asking for more is
+ * refused here, with its line, rather than failing every start.
+ */
+#define CONFIG_LISTEN_MAX 60
+
 /* notify: READY=1 or the channel's ready; delay: ready_delay of uptime; none: at exec; auto:
  * as notify for a worker that speaks (sd_notify or channel) within ready_delay, else as delay. */
 enum ready_mode { READY_NOTIFY, READY_DELAY, READY_NONE, READY_AUTO };

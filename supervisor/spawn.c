@@ -177,8 +177,8 @@ static _Noreturn void spawn_child(const struct spawn_plan *p, int errfd, pid_t p
 int spawn_start(const struct spawn_plan *plan, pid_t *ret_pid, int *ret_errfd)
 {
     int errpipe[2] = {-1, -1};
-    if (plan->n_fds > SPAWN_FDS_MAX) {
-        return -EMFILE;
+    if (plan->n_fds < 0 || plan->n_fds > SPAWN_FDS_MAX) {
+        return -E2BIG;
     }
     /* Non-blocking from its creation, so no later fcntl can fail to make it so: the master
      * reads it from the loop. The child's end is non-blocking too, which costs nothing: the

@@ -14,7 +14,10 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* Workers get at most this many fds (stdio + listen sockets + channel). */
+/*
+ * Workers get at most this many fds (stdio + listen sockets + channel). The config's limit on
+ * listen addresses (CONFIG_LISTEN_MAX) is this minus those four; worker.c asserts it.
+ */
 #define SPAWN_FDS_MAX 64
 
 /* The step that failed in the child, as reported through the error pipe. */
@@ -55,8 +58,9 @@ struct spawn_plan {
 
 /*
  * Forks and execs. On success stores the child's pid and the read end of the error pipe
- * (non-blocking, close-on-exec; the caller owns it) and returns 0. Returns -errno when fork
- * or pipe creation fails; then there is no child.
+ * (non-blocking, close-on-exec; the caller owns it) and returns 0. Returns -E2BIG when the plan
+ * holds more than SPAWN_FDS_MAX fds, -errno when fork or pipe creation fails; then there is no
+ * child.
  */
 int spawn_start(const struct spawn_plan *plan, pid_t *ret_pid, int *ret_errfd);
 

@@ -739,6 +739,13 @@ int worker_start(struct app *app, unsigned slot, unsigned generation, struct wor
     }
 
     struct spawn_plan plan = {.argv = cfg->argv, .cwd = cfg->cwd};
+    /* stdio, the listen sockets, the channel: config refuses more than fit, this never runs. */
+    _Static_assert(3 + CONFIG_LISTEN_MAX + 1 == SPAWN_FDS_MAX, "a worker's fds fit its plan");
+    if (cfg->n_listen > SPAWN_FDS_MAX - 4) {
+        r = -E2BIG;
+        what = "listen sockets";
+        goto out;
+    }
     plan.fds[plan.n_fds++] = m->null_fd;
     plan.fds[plan.n_fds++] = out_pipe[1];
     plan.fds[plan.n_fds++] = err_pipe[1];

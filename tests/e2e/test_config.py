@@ -1,5 +1,6 @@
 """Config checking and command-line errors (SPEC 2, 3): `-t`, exit status 2, FILE:LINE: key."""
 
+import json
 import re
 
 import pytest
@@ -105,6 +106,41 @@ def test_check_bad_config(tmp, name, text, line, word):
     (tmp / "bad.ini").write_text(text)
     r = h.run([h.DROVER, "-t", "-c", "bad.ini"], cwd=tmp)
     check_error(r, name, line, word)
+
+
+# An app may listen on at most 60 addresses: a worker gets fds 0-2, then one per address from
+# fd 3 on, then its channel, 64 fds in all (CONFIG_LISTEN_MAX in supervisor/config.h).
+LISTEN_MAX = 60
+
+
+def listen_lines(n, first_port=20000):
+    return "".join(f"listen = 127.0.0.1:{first_port + i}\n" for i in range(n))
+
+
+def test_too_many_listen_lines(tmp):
+    # BASE ends on line 7: the listen lines start on line 8, the 61st stands on line 68.
+    (tmp / "bad.ini").write_text(BASE + listen_lines(65))
+    r = h.run([h.DROVER, "-t", "-c", "bad.ini"], cwd=tmp)
+    check_error(r, "too_many_listen", 8 + LISTEN_MAX, "listen")
+    assert f"at most {LISTEN_MAX}" in r.stdout + r.stderr, r
+
+
+def test_most_listen_lines_run(drover):
+    """The most listen lines a config may have all reach the worker, in order."""
+    outdir = drover.tmp / "dumps"
+    outdir.mkdir()
+    socks = [drover.tmp / f"l{i}.sock" for i in range(LISTEN_MAX)]
+    drover.start(apps={"many": {"command": h.helper("envdump.py", outdir), "ready": "none",
+                                "listen": [f"unix:{p}" for p in socks]}})
+    found = h.wait_until(lambda: sorted(outdir.glob("*.json")), 10, interval=0.05,
+                         what="the worker's environment dump")
+    d = json.loads(found[0].read_text())
+    env = d["env"]
+    assert env.get("LISTEN_FDS") == str(LISTEN_MAX), env
+    assert env.get("DROVER_CHANNEL_FD") == str(3 + LISTEN_MAX), env
+    assert {int(k) for k in d["fds"]} == set(range(3 + LISTEN_MAX + 1)), d["fds"]
+    for i, p in enumerate(socks):
+        assert d["sockets"][str(3 + i)]["sockname"] == str(p), (i, d["sockets"])
 
 
 def test_run_with_bad_config_exits_2(tmp):

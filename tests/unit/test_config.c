@@ -433,6 +433,58 @@ static void test_duplicate_listen(void **state)
     config_free(cfg);
 }
 
+/* An app with n listen lines on ports 20000, 20001, ...; the first listen is on line 3. */
+static char *listen_lines(int n)
+{
+    size_t size = 64 + (size_t)n * 32;
+    char *text = malloc(size);
+    assert_non_null(text);
+    size_t off = (size_t)snprintf(text, size, "[app:a]\ncommand = x\n");
+    for (int i = 0; i < n; i++) {
+        off += (size_t)snprintf(text + off, size - off, "listen = 127.0.0.1:%d\n", 20000 + i);
+    }
+    assert_true(off < size);
+    return text;
+}
+
+/*
+ * A worker gets fds 0-2, the listen sockets, then its channel, and spawn's plan holds 64 fds:
+ * the line that asks for one more is refused, where `drover -t` can show it, instead of
+ * overflowing the plan at the first start.
+ */
+static void test_listen_limit(void **state)
+{
+    char *text = listen_lines(CONFIG_LISTEN_MAX);
+    struct config *cfg = load_ok(text);
+    assert_int_equal(cfg->apps[0].n_listen, CONFIG_LISTEN_MAX);
+    assert_string_equal(cfg->apps[0].listen[CONFIG_LISTEN_MAX - 1].text, "127.0.0.1:20059");
+    config_free(cfg);
+    free(text);
+
+    text = listen_lines(CONFIG_LISTEN_MAX + 1);
+    load_bad(text, 3 + CONFIG_LISTEN_MAX, "listen",
+             "'127.0.0.1:20060' is one address too many; an app may listen on at most 60 "
+             "(its workers get them as fds 3 to 62)");
+    free(text);
+
+    /* 65 lines: the first one past the limit is the one named. */
+    text = listen_lines(65);
+    load_bad(text, 3 + CONFIG_LISTEN_MAX, "listen", "at most 60");
+    free(text);
+
+    /* The limit is per app. */
+    text = listen_lines(CONFIG_LISTEN_MAX);
+    size_t len = strlen(text);
+    char *two = malloc(len + 64);
+    assert_non_null(two);
+    snprintf(two, len + 64, "%s[app:b]\ncommand = y\nlisten = 127.0.0.1:21000\n", text);
+    cfg = load_ok(two);
+    assert_int_equal(cfg->apps[1].n_listen, 1);
+    config_free(cfg);
+    free(two);
+    free(text);
+}
+
 static void test_bad_values(void **state)
 {
     static const struct {
@@ -915,6 +967,7 @@ int main(void)
         cmocka_unit_test(test_repeatable),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_duplicate_listen),
+        cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_restart_delay_order),
         cmocka_unit_test(test_optional_values),
