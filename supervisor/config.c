@@ -9,13 +9,14 @@
  * and the half-built config is freed, so a config exists whole or not at all.
  *
  * Why a reader of our own in front of inih. The library as Debian builds it does not pass
- * line numbers to the handler, silently splits a line longer than its buffer into two lines,
- * and treats an indented line as the continuation of the previous value. Our reader hands inih
- * one line at a time, so the handler knows the current line; it refuses an over-long line
- * instead of letting it be split; it strips leading blanks, so an indented key is simply a key;
- * and it recognises section headers itself, because inih reports sections only through the
- * keys inside them: an empty or misspelt section would otherwise go unnoticed, and [app:NAME]
- * would have no line to point at.
+ * line numbers to the handler, reads lines into a buffer of 200 bytes and silently splits a
+ * longer one into two lines, and treats an indented line as the continuation of the previous
+ * value. Our reader hands inih one line at a time, so the handler knows the current line; it
+ * hands a line too long for inih's buffer over by reference (see loader_shorten), so a value
+ * may be as long as SPEC section 3 promises; it strips leading blanks, so an indented key is
+ * simply a key; and it recognises section headers itself, because inih reports sections only
+ * through the keys inside them: an empty or misspelt section would otherwise go unnoticed, and
+ * [app:NAME] would have no line to point at.
  *
  * Pure: no logging, no sockets, no user lookups. The only file read besides the config itself
  * is the cgroup's cpu.max, when some app says "workers = auto".
@@ -37,6 +38,13 @@
 #define QUICK_FILE "(command line)"
 
 enum section_kind { SECTION_NONE, SECTION_SUPERVISOR, SECTION_APP };
+
+/* Long lines, handed to inih shortened (loader_shorten): the token byte, spans per line, the
+ * longest name kept as it is, and the most characters a shortened line can take. */
+#define SPAN_MARK '\x01'
+#define LOADER_SPANS_MAX 4
+#define LOADER_NAME_KEPT_MAX 32
+#define LOADER_SHORT_LINE_MAX 64
 
 struct loader;
 
@@ -65,9 +73,28 @@ struct loader {
     const char *mem;
     size_t mem_len;
     size_t mem_pos;
-    char *buf; /* getline()'s buffer */
+    char *buf; /* the current line, read from f */
     size_t buf_size;
     unsigned lineno; /* of the line inih is working on */
+
+    /*
+     * A line too long for inih's buffer reaches inih shortened: each stretch of it that inih
+     * does not look into is replaced by a token, SPAN_MARK and a digit, that stands for
+     * span[digit]. The spans point into the current line; n_spans is 0 for a line handed over
+     * as it is. The handler expands the tokens in the name and value inih gives it, into
+     * name_buf and value_buf.
+     */
+    struct {
+        const char *text;
+        size_t len;
+        bool joins; /* the blank and ';' after this token stand for nothing (a continuation) */
+    } span[LOADER_SPANS_MAX];
+    size_t n_spans;
+    bool after_key; /* a key came since the last section: inih would continue its value */
+    char *name_buf;
+    size_t name_size;
+    char *value_buf;
+    size_t value_size;
 
     struct config *cfg;
     struct app_extra *extra; /* parallel to cfg->apps, outliving it on success */
@@ -886,22 +913,55 @@ static bool is_blank(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
+/*
+ * The next raw line from the file, newline included, into l->buf. Reads no more than
+ * CONFIG_LINE_MAX + 1 bytes of a line without a newline: the caller refuses such a line
+ * anyway, and a file with no newline at all is then never read whole. False at the end, or on
+ * a read error or when out of memory (both recorded).
+ */
+static bool loader_file_line(struct loader *l, const char **ret_line, size_t *ret_len)
+{
+    size_t n = 0;
+    int c = 0;
+
+    errno = 0;
+    while (n <= CONFIG_LINE_MAX && (c = getc_unlocked(l->f)) != EOF) {
+        if (n + 1 > l->buf_size) {
+            size_t size = l->buf_size ? 2 * l->buf_size : 256;
+            if (size > CONFIG_LINE_MAX + 2) {
+                size = CONFIG_LINE_MAX + 2;
+            }
+            char *grown = realloc(l->buf, size);
+            if (!grown) {
+                loader_fail_at(l, -ENOMEM, l->lineno + 1, "", "out of memory");
+                return false;
+            }
+            l->buf = grown;
+            l->buf_size = size;
+        }
+        l->buf[n++] = (char)c;
+        if (c == '\n') {
+            break;
+        }
+    }
+    if (c == EOF && ferror(l->f)) {
+        int e = errno > 0 ? errno : EIO;
+        loader_fail_at(l, -e, 0, "", "cannot read: %s", strerror(e));
+        return false;
+    }
+    if (n == 0) {
+        return false;
+    }
+    *ret_line = l->buf;
+    *ret_len = n;
+    return true;
+}
+
 /* The next raw line, newline included; false at the end or on a read error (recorded). */
 static bool loader_next_line(struct loader *l, const char **ret_line, size_t *ret_len)
 {
     if (l->f) {
-        errno = 0;
-        ssize_t n = getline(&l->buf, &l->buf_size, l->f);
-        if (n < 0) {
-            if (ferror(l->f)) {
-                int e = errno > 0 ? errno : EIO;
-                loader_fail_at(l, -e, 0, "", "cannot read: %s", strerror(e));
-            }
-            return false;
-        }
-        *ret_line = l->buf;
-        *ret_len = (size_t)n;
-        return true;
+        return loader_file_line(l, ret_line, ret_len);
     }
     if (l->mem_pos >= l->mem_len) {
         return false;
@@ -944,6 +1004,154 @@ static int loader_header(struct loader *l, const char *s, size_t len)
     return loader_begin_section(l, name, (size_t)(end - name));
 }
 
+/* Writes a token for the len bytes at text into out; returns the end of what was written. */
+static char *loader_add_span(struct loader *l, char *out, const char *text, size_t len)
+{
+    l->span[l->n_spans].text = text;
+    l->span[l->n_spans].len = len;
+    l->span[l->n_spans].joins = false;
+    *out++ = SPAN_MARK;
+    *out++ = (char)('0' + l->n_spans);
+    l->n_spans++;
+    return out;
+}
+
+/*
+ * Emits one stretch s[a, b) of a long line into out (see loader_shorten): blanks at either end
+ * as one blank, since inih strips them or only asks whether there is one, and what lies between
+ * as a token. The name of a key (first) is kept as it is when short, so that inih's copy of it,
+ * which it hands back for a continuation line, holds no token. Returns the end of what was
+ * written.
+ */
+static char *loader_emit_stretch(struct loader *l, char *out, const char *s, size_t a, size_t b,
+                                 bool first)
+{
+    size_t x = a, y = b;
+
+    while (x < y && is_blank(s[x])) {
+        x++;
+    }
+    while (y > x && is_blank(s[y - 1])) {
+        y--;
+    }
+    if (x > a) {
+        *out++ = s[a];
+    }
+    if (y > x) {
+        size_t len = y - x;
+        if (first && len <= LOADER_NAME_KEPT_MAX && !memchr(s + x, SPAN_MARK, len)) {
+            memcpy(out, s + x, len);
+            out += len;
+        } else {
+            out = loader_add_span(l, out, s + x, len);
+        }
+    }
+    if (b > y && y > x) {
+        *out++ = s[y];
+    }
+    return out;
+}
+
+/* The index of the first of chars in s[from, end), or end. */
+static size_t span_find(const char *s, size_t from, size_t end, const char *chars)
+{
+    while (from < end && !strchr(chars, s[from])) {
+        from++;
+    }
+    return from;
+}
+
+/*
+ * Writes into out (room for LOADER_SHORT_LINE_MAX bytes) a short line that inih reads exactly
+ * as it would read the len bytes at s, with the stretches it never looks into handed over by
+ * reference. inih, given a line, looks at: its first non-blank character (';' or '#': a
+ * comment; after leading blanks and a key: a continuation, whose whole rest is more value;
+ * '[': a section), on a section line the first ']', otherwise the first '=' or ':' (the end of
+ * the name), the first ';' after a blank (an inline comment: the rest of the line is never
+ * read), and blanks at the ends of the name and the value, which it strips. Those characters
+ * are kept; every stretch between them becomes a token, SPAN_MARK and a digit, that
+ * loader_expand() turns back into the stretch's text. At most three stretches are left, so the
+ * result always fits.
+ */
+static void loader_shorten(struct loader *l, const char *s, size_t len, char *out)
+{
+    size_t first = 0, from, cut[2];
+    size_t n_cut = 0;
+
+    l->n_spans = 0;
+    while (first < len && is_blank(s[first])) {
+        first++;
+    }
+    if (first > 0) {
+        *out++ = s[0];
+    }
+    size_t comment = len;
+    for (size_t i = first + 1; i < len; i++) {
+        if (s[i] == ';' && is_blank(s[i - 1])) {
+            comment = i;
+            break;
+        }
+    }
+    /*
+     * A continuation line. inih 55 takes its whole rest as more of the value; later versions
+     * cut it at an inline comment first. "T0 ;T1" reads right with both: T0 is the text before
+     * the comment, T1 the rest from the blanks after T0 on, and the " ;" between them, which a
+     * version that cuts there never passes on, expands to nothing.
+     */
+    if (first > 0 && first < len && s[first] != ';' && s[first] != '#' && l->after_key) {
+        if (comment == len) {
+            out = loader_emit_stretch(l, out, s, first, len, false);
+        } else {
+            size_t text_end = comment, end = len;
+            while (is_blank(s[text_end - 1])) {
+                text_end--; /* s[first] is not blank: it stops this */
+            }
+            while (is_blank(s[end - 1])) {
+                end--; /* nor is the ';' at comment */
+            }
+            out = loader_add_span(l, out, s + first, text_end - first);
+            l->span[l->n_spans - 1].joins = true;
+            *out++ = s[text_end];
+            *out++ = ';';
+            out = loader_add_span(l, out, s + text_end, end - text_end);
+        }
+        *out++ = '\n';
+        *out = '\0';
+        return;
+    }
+    from = first;
+    bool section = first < len && s[first] == '[';
+    if (first < len && (s[first] == ';' || s[first] == '#' || section)) {
+        *out++ = s[first];
+        from = first + 1;
+    }
+    /* The characters that end a stretch: the first '=' or ':', and a section's first ']'. */
+    size_t delim = span_find(s, from, comment, "=:");
+    size_t close = section ? span_find(s, from, comment, "]") : comment;
+    if (delim < comment) {
+        cut[n_cut++] = delim;
+    }
+    if (close < comment && close != delim) {
+        cut[n_cut++] = close;
+    }
+    if (n_cut == 2 && cut[1] < cut[0]) {
+        size_t t = cut[0];
+        cut[0] = cut[1];
+        cut[1] = t;
+    }
+    for (size_t i = 0; i < n_cut; i++) {
+        out = loader_emit_stretch(l, out, s, from, cut[i], from == first);
+        *out++ = s[cut[i]];
+        from = cut[i] + 1;
+    }
+    out = loader_emit_stretch(l, out, s, from, comment, from == first);
+    if (comment < len) {
+        *out++ = ';';
+    }
+    *out++ = '\n';
+    *out = '\0';
+}
+
 /* inih's ini_reader: an fgets() that counts lines and vets them first. */
 static char *loader_read(char *str, int num, void *stream)
 {
@@ -957,6 +1165,7 @@ static char *loader_read(char *str, int num, void *stream)
     }
     l->lineno++;
     l->key = "";
+    l->n_spans = 0;
 
     if (memchr(line, '\0', len)) {
         loader_fail(l, "line holds a NUL byte; expected text");
@@ -965,7 +1174,10 @@ static char *loader_read(char *str, int num, void *stream)
     if (len > 0 && line[len - 1] == '\n') {
         len--;
     }
-    size_t full = len;
+    if (len > CONFIG_LINE_MAX) {
+        loader_fail(l, "line is too long; a line may hold at most %d characters", CONFIG_LINE_MAX);
+        return NULL;
+    }
     if (l->lineno == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
         line += 3; /* a UTF-8 byte order mark, as some editors write */
         len -= 3;
@@ -975,17 +1187,73 @@ static char *loader_read(char *str, int num, void *stream)
         line++;
         len--;
     }
-    if (len > (size_t)num - 2) {
-        loader_fail(l, "line is too long (%zu characters); at most %d fit", full, num - 2);
+    if (len > 0 && line[0] == '[') {
+        if (loader_header(l, line, len) < 0) {
+            return NULL;
+        }
+        l->after_key = false; /* inih forgets the last key at a section */
+    }
+    if (len <= (size_t)num - 2) {
+        memcpy(str, line, len);
+        str[len] = '\n';
+        str[len + 1] = '\0';
+        return str;
+    }
+    if (num < LOADER_SHORT_LINE_MAX) {
+        loader_fail(l, "line is too long for this build of inih (%d bytes a line)", num);
         return NULL;
     }
-    if (len > 0 && line[0] == '[' && loader_header(l, line, len) < 0) {
-        return NULL;
-    }
-    memcpy(str, line, len);
-    str[len] = '\n';
-    str[len + 1] = '\0';
+    loader_shorten(l, line, len, str);
     return str;
+}
+
+/* Writes s with its tokens expanded into out (NULL: only counts); returns the length. */
+static size_t loader_expand_into(const struct loader *l, const char *s, char *out)
+{
+    size_t n = 0;
+
+    for (const char *p = s; *p; p++) {
+        size_t i = (size_t)((unsigned char)p[1] - '0');
+        if (*p != SPAN_MARK || p[1] < '0' || i >= l->n_spans) {
+            if (out) {
+                out[n] = *p;
+            }
+            n++;
+            continue;
+        }
+        if (out) {
+            memcpy(out + n, l->span[i].text, l->span[i].len);
+        }
+        n += l->span[i].len;
+        p++;
+        if (l->span[i].joins && is_blank(p[1]) && p[2] == ';') {
+            p += 2; /* the " ;" of a continuation line, when inih passed it on */
+        }
+    }
+    return n;
+}
+
+/*
+ * s, a name or value inih took from the current line, with each token of loader_shorten()
+ * replaced by the text it stands for, in *buf (grown as needed). s itself when the line was
+ * handed over as it is, or NULL when out of memory.
+ */
+static const char *loader_expand(struct loader *l, const char *s, char **buf, size_t *size)
+{
+    if (l->n_spans == 0) {
+        return s;
+    }
+    size_t need = loader_expand_into(l, s, NULL) + 1;
+    if (need > *size) {
+        char *grown = realloc(*buf, need);
+        if (!grown) {
+            return NULL;
+        }
+        *buf = grown;
+        *size = need;
+    }
+    (*buf)[loader_expand_into(l, s, *buf)] = '\0';
+    return *buf;
 }
 
 /* inih's ini_handler: one KEY = VALUE of the current section. Returns 1 if good. */
@@ -997,6 +1265,17 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
     void *obj;
 
     if (l->failed) {
+        return 0;
+    }
+    /* inih keeps this line's name for an indented line after it (see loader_shorten). */
+    l->after_key = true;
+    const char *given = value;
+    name = loader_expand(l, name, &l->name_buf, &l->name_size);
+    if (given) {
+        value = loader_expand(l, given, &l->value_buf, &l->value_size);
+    }
+    if (!name || (given && !value)) {
+        loader_fail_at(l, -ENOMEM, l->lineno, "", "out of memory");
         return 0;
     }
     l->key = name;
@@ -1127,6 +1406,8 @@ static void loader_done(struct loader *l)
     }
     free(l->extra);
     free(l->buf);
+    free(l->name_buf);
+    free(l->value_buf);
     config_free(l->cfg);
 }
 

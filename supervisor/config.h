@@ -23,6 +23,14 @@
  */
 #define CONFIG_LISTEN_MAX 60
 
+/*
+ * The longest line a config file may hold, in bytes, its newline not counted. SPEC section 3:
+ * a value may be as long as a person writes it, whatever the line buffer of the system's inih;
+ * the bound only keeps a file that is not a config at all (no newline for gigabytes) from
+ * being read into memory whole.
+ */
+#define CONFIG_LINE_MAX (1024 * 1024)
+
 /* notify: READY=1 or the channel's ready; delay: ready_delay of uptime; none: at exec; auto:
  * as notify for a worker that speaks (sd_notify or channel) within ready_delay, else as delay. */
 enum ready_mode { READY_NOTIFY, READY_DELAY, READY_NONE, READY_AUTO };

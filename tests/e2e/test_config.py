@@ -143,6 +143,42 @@ def test_most_listen_lines_run(drover):
         assert d["sockets"][str(3 + i)]["sockname"] == str(p), (i, d["sockets"])
 
 
+# A worker written inline, on one long line, as people write `python3 -c` one-liners: it serves
+# on the socket drover passes as fd 3 and answers with the text at the very end of its line.
+# No blank before a ';' in it: that would start an inline comment.
+LONG_BODY = ("drover read this whole command line, well past the two hundred bytes that "
+             "the system inih reads at once, and ran it")
+LONG_COMMAND = (
+    f'{h.PYTHON} -c "import http.server as h, socket; '
+    "R = type('R', (h.BaseHTTPRequestHandler,), {'do_GET': lambda s: (s.send_response(200), "
+    "s.send_header('Content-Type', 'text/plain'), s.end_headers(), s.wfile.write(B)), "
+    "'log_message': lambda s, *a: None}); "
+    "srv = h.HTTPServer(('127.0.0.1', 0), R, bind_and_activate=False); srv.socket.close(); "
+    "srv.socket = socket.socket(fileno=3); print('serving', flush=True); "
+    f"B = b'{LONG_BODY}'; srv.serve_forever()\""
+)
+
+
+def test_long_command_line_runs(drover):
+    """SPEC 3: a value may be as long as a person writes it (issue 13: 241 characters were
+    refused, since inih reads 200 bytes of a line at once)."""
+    port = h.free_port()
+    path = drover.write_config(apps={"py": {"command": LONG_COMMAND, "workers": 2,
+                                            "ready": "none", "listen": f"127.0.0.1:{port}"}})
+    line = next(l for l in path.read_text().splitlines() if l.startswith("command"))
+    assert len(line) > 241, len(line)
+    r = h.run([h.DROVER, "-t", "-c", path], cwd=drover.tmp)
+    assert r.returncode == 0 and f"{path}: ok" in r.stdout, r
+    drover.start()
+    addr = f"127.0.0.1:{port}"
+    drover.wait_http(addr)
+    status, body = h.http_get(addr)
+    assert status == 200 and body == LONG_BODY, (status, body)
+    drover.wait_workers(2)
+    drover.wait_record(lambda rec: rec.get("app") == "py" and rec.get("msg") == "serving",
+                       what="the worker's own output line")
+
+
 def test_run_with_bad_config_exits_2(tmp):
     (tmp / "bad.ini").write_text(BASE + "colour = blue\n")
     r = h.run([h.DROVER, "-c", "bad.ini"], cwd=tmp)
