@@ -1244,7 +1244,7 @@ static const char *loader_expand(struct loader *l, const char *s, char **buf, si
         return s;
     }
     size_t need = loader_expand_into(l, s, NULL) + 1;
-    if (need > *size) {
+    if (need > *size || !*buf) {
         char *grown = realloc(*buf, need);
         if (!grown) {
             return NULL;

@@ -18,7 +18,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../../supervisor/config.c"
+#include "../../supervisor/config.c" // NOLINT(bugprone-suspicious-include)
 
 #define CALLS_MAX 4
 #define LINE_CHARS 120

@@ -549,9 +549,9 @@ static void test_histogram_storage_is_sized_by_one_reading(void **state)
     for (int i = 0; i < 150; i++) {
         n += (size_t)sprintf(json + n, "%s%d", i ? "," : "", i + 1);
     }
-    n += (size_t)sprintf(json + n, "],\"samples\":[{\"value\":7,\"counts\":[1,2,3]}]},"
-                                   "{\"name\":\"h\",\"type\":\"histogram\",\"buckets\":[1],"
-                                   "\"samples\":[{\"counts\":[1,2],\"sum\":3,\"count\":2}]}]");
+    sprintf(json + n, "],\"samples\":[{\"value\":7,\"counts\":[1,2,3]}]},"
+                      "{\"name\":\"h\",\"type\":\"histogram\",\"buckets\":[1],"
+                      "\"samples\":[{\"counts\":[1,2],\"sum\":3,\"count\":2}]}]");
     struct metrics_app *ma = app_new("s");
     assert_int_equal(update(ma, 1, 0, json), 0);
     assert_true(value_of(ma, "g{app=\"s\"}") == 7);
