@@ -606,6 +606,16 @@ void app_kill(struct app *app)
     }
 }
 
+static void app_on_swept(struct sweep_node *node)
+{
+    app_free(SWEEP_OWNER(node, struct app, swept));
+}
+
+void app_free_later(struct app *app, struct sweep *sweep)
+{
+    sweep_add(sweep, &app->swept, app_on_swept);
+}
+
 void app_free(struct app *app)
 {
     if (!app) {
@@ -749,7 +759,7 @@ void app_on_worker_exit(struct app *app, struct worker *w)
         app_handle_crash(app, s, w);
     }
     app_review_health(app);
-    master_defer_free(app->m, w);
+    worker_free_later(w, &app->m->sweep);
     if (!app->reload) {
         app_listeners_prune(app);
     }

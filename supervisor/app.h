@@ -45,7 +45,7 @@ struct app {
     struct config *cfg_owner;       /* ... kept alive by this reference */
     struct reload *reload;          /* the replacement in progress, if any */
     bool removed;                   /* gone from the config: freed once stopped */
-    struct app *dead_next;          /* the master's sweep list */
+    struct sweep_node swept;        /* freed from the sweeper once removed */
     char *name;
     struct listener *listeners;     /* every address any live worker uses (a reload may add) */
     size_t n_listeners;
@@ -123,6 +123,9 @@ void app_kill(struct app *app);
 
 /* Closes listeners and frees the app; every worker must be gone. */
 void app_free(struct app *app);
+
+/* The same, once the running callbacks have returned. */
+void app_free_later(struct app *app, struct sweep *sweep);
 
 /* Changes the slot count: new slots start, the highest slots drain. Returns 0, -EBUSY while a
  * replacement (reload, restart, memory) owns the app's slots, or -errno. */

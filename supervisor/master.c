@@ -72,31 +72,6 @@ bool master_is_ready(const struct master *m)
     return true;
 }
 
-void master_defer_free(struct master *m, struct worker *w)
-{
-    w->dead_next = m->dead;
-    m->dead = w;
-}
-
-static void master_sweep(struct master *m)
-{
-    while (m->dead) {
-        struct worker *w = m->dead;
-        m->dead = w->dead_next;
-        worker_free(w);
-    }
-    while (m->dead_apps) {
-        struct app *app = m->dead_apps;
-        m->dead_apps = app->dead_next;
-        app_free(app);
-    }
-}
-
-static void master_on_sweep(struct ev_loop *loop, ev_prepare *p, int revents)
-{
-    master_sweep(p->data);
-}
-
 /* An app removed from the config has stopped: out of the list, freed by the sweeper. */
 static void master_remove_app(struct master *m, struct app *app)
 {
@@ -109,8 +84,7 @@ static void master_remove_app(struct master *m, struct app *app)
     }
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
                "app removed (no longer in the config)");
-    app->dead_next = m->dead_apps;
-    m->dead_apps = app;
+    app_free_later(app, &m->sweep);
 }
 
 /* ---- our own supervisor (systemd): sd_notify, SPEC section 9 ---- */
@@ -886,9 +860,6 @@ static int master_setup(struct master *m)
         m->signal_w[i].data = m;
         ev_signal_start(m->loop, &m->signal_w[i]);
     }
-    ev_prepare_init(&m->sweep_w, master_on_sweep);
-    m->sweep_w.data = m;
-    ev_prepare_start(m->loop, &m->sweep_w);
     ev_init(&m->shutdown_w, master_on_shutdown_timer);
     m->shutdown_w.data = m;
     return 0;
@@ -899,7 +870,6 @@ static void master_teardown(struct master *m)
     for (size_t i = 0; i < sizeof master_signals / sizeof master_signals[0]; i++) {
         ev_signal_stop(m->loop, &m->signal_w[i]);
     }
-    ev_prepare_stop(m->loop, &m->sweep_w);
     ev_timer_stop(m->loop, &m->shutdown_w);
     shutdown_abandon_all(m);
     /* Before any app goes: a `logs -f` client is registered with the apps' log rings. Normally
@@ -920,7 +890,7 @@ static void master_teardown(struct master *m)
         }
         app_free(app);
     }
-    master_sweep(m);
+    sweep_done(&m->sweep);
     free(m->apps);
     admin_close(m->admin);
     if (m->notify_fd >= 0) {
@@ -957,6 +927,7 @@ int master_run(struct config *cfg)
     }
     m->started_at = ev_now(m->loop);
     log_attach(m->loop);
+    sweep_init(&m->sweep, m->loop);
     m->state = MASTER_STARTING;
     if (master_setup(m) < 0) {
         goto out;

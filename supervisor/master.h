@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "sweep.h"
 
 struct app;
 struct worker;
@@ -45,9 +46,7 @@ struct master {
     int notify_fd;
     char *notify_path;          /* what workers get as NOTIFY_SOCKET */
     ev_io notify_w;
-    ev_prepare sweep_w;
-    struct worker *dead;        /* exited workers waiting to be freed */
-    struct app *dead_apps;      /* apps removed by a reload, freed by the sweeper */
+    struct sweep sweep;         /* frees and results, after the running callbacks */
     struct master_reload *reloads;  /* reload requests in progress */
     ev_timer shutdown_w;        /* shutdown_timeout */
     int null_fd;                /* /dev/null, a worker's stdin */
@@ -87,9 +86,6 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
 
 /* The requester of a reload went away; no more reports to data. */
 void master_forget(struct master *m, void *data);
-
-/* Hands an exited worker to the sweeper. */
-void master_defer_free(struct master *m, struct worker *w);
 
 /* Something about app's workers changed (one became ready, one exited): lets waiters such as
  * control requests and the readiness reported to systemd look again. */

@@ -850,6 +850,16 @@ out:
     return r;
 }
 
+static void worker_on_swept(struct sweep_node *node)
+{
+    worker_free(SWEEP_OWNER(node, struct worker, swept));
+}
+
+void worker_free_later(struct worker *w, struct sweep *sweep)
+{
+    sweep_add(sweep, &w->swept, worker_on_swept);
+}
+
 void worker_free(struct worker *w)
 {
     if (!w) {

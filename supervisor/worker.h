@@ -25,6 +25,7 @@
 #include "config.h"
 #include "notify.h"
 #include "procstat.h"
+#include "sweep.h"
 
 struct app;
 struct shutdown;
@@ -62,7 +63,7 @@ struct worker {
     struct config *cfg_owner;       /* ... kept alive by this reference */
     uint64_t id;                    /* unique for the master's life: keys metrics snapshots */
     struct worker *next;            /* the app's list of live workers */
-    struct worker *dead_next;       /* the master's sweep list */
+    struct sweep_node swept;        /* freed from the sweeper once exited */
     unsigned slot;
     unsigned generation;
     pid_t pid;                      /* 0 once reaped: never signal it after that */
@@ -130,6 +131,9 @@ int worker_sample(struct worker *w, ev_tstamp now);
 
 /* Frees an exited worker (all watchers already stopped). */
 void worker_free(struct worker *w);
+
+/* Frees an exited worker once the running callbacks have returned. */
+void worker_free_later(struct worker *w, struct sweep *sweep);
 
 bool worker_is_alive(const struct worker *w);
 
