@@ -59,6 +59,11 @@ bool app_is_up(const struct app *app)
            app->state == APP_ERRORED;
 }
 
+int app_retire(struct app *app, struct worker *w)
+{
+    return shutdown_retire(&app->m->shutdowns, w, app->m->cfg, app->cfg->kill_timeout_ms);
+}
+
 const char *app_busy_with(const struct app *app)
 {
     return app->reload ? reload_describe(app->reload) : "nothing";
@@ -592,8 +597,8 @@ int app_stop(struct app *app)
     }
     app_collect_workers(app, ws, n);
     struct shutdown_timeouts t;
-    shutdown_timeouts_from_config(&t, app->m, app->m->cfg->shutdown_timeout_ms);
-    int r = shutdown_start(app->m, app, ws, n, &t, NULL, NULL, NULL, NULL);
+    shutdown_timeouts_from_config(&t, app->m->cfg, app->m->cfg->shutdown_timeout_ms);
+    int r = shutdown_start(&app->m->shutdowns, app->name, ws, n, &t, NULL, NULL, NULL, NULL);
     free(ws);
     return r;
 }
@@ -697,7 +702,7 @@ int app_scale_to(struct app *app, unsigned n)
     for (unsigned i = n; i < old; i++) {
         struct slot *s = app->slots[i];
         if (s->worker) {
-            (void)shutdown_retire(s->worker, app->cfg->kill_timeout_ms);
+            (void)app_retire(app, s->worker);
         }
     }
     app_slots_resize(app, n);

@@ -138,6 +138,9 @@ void app_on_worker_exit(struct app *app, struct worker *w);
 /* Counts one finished config reload's duration in the histogram. */
 void app_observe_reload(struct app *app, double seconds);
 
+/* Retires w through the six phases, bounded by the app's kill_timeout. Returns 0 or -ENOMEM. */
+int app_retire(struct app *app, struct worker *w);
+
 /* Running in any form (running, reloading, errored): its slots keep workers in them. */
 bool app_is_up(const struct app *app);
 

@@ -500,8 +500,9 @@ void master_stop(struct master *m, bool fast)
         k += app_collect_workers(m->apps[i], ws + k, n - k);
     }
     struct shutdown_timeouts t;
-    shutdown_timeouts_from_config(&t, m, m->cfg->shutdown_timeout_ms);
-    if (!ws || shutdown_start(m, NULL, ws, k, &t, master_on_phase, master_on_shutdown_done, m,
+    shutdown_timeouts_from_config(&t, m->cfg, m->cfg->shutdown_timeout_ms);
+    if (!ws || shutdown_start(&m->shutdowns, NULL, ws, k, &t, master_on_phase,
+                              master_on_shutdown_done, m,
                               &m->shutdown) < 0) {
         log_error("cannot start the shutdown phases: out of memory; killing the workers");
         fast = true;
@@ -871,7 +872,7 @@ static void master_teardown(struct master *m)
         ev_signal_stop(m->loop, &m->signal_w[i]);
     }
     ev_timer_stop(m->loop, &m->shutdown_w);
-    shutdown_abandon_all(m);
+    shutdown_abandon_all(&m->shutdowns);
     /* Before any app goes: a `logs -f` client is registered with the apps' log rings. Normally
      * closed at the cleanup phase already; this covers a loop that ended without it. */
     control_close(m->control);
@@ -928,6 +929,7 @@ int master_run(struct config *cfg)
     m->started_at = ev_now(m->loop);
     log_attach(m->loop);
     sweep_init(&m->sweep, m->loop);
+    m->shutdowns = (struct shutdown_set){m->loop, NULL};
     m->state = MASTER_STARTING;
     if (master_setup(m) < 0) {
         goto out;

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "shutdown.h"
 #include "sweep.h"
 
 struct app;
@@ -40,7 +41,7 @@ struct master {
     bool forced;                /* a phase timed out or something had to be killed */
     bool killed;                /* SIGKILL went to every worker (fast path or last resort) */
     struct shutdown *shutdown;  /* the supervisor's phase run, while it lasts */
-    struct shutdown *shutdowns; /* every phase run in progress (owned by shutdown.c) */
+    struct shutdown_set shutdowns;  /* every phase run in progress */
     ev_tstamp started_at;
     ev_signal signal_w[9];
     int notify_fd;

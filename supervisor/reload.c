@@ -274,20 +274,20 @@ bool reload_on_worker_ready(struct reload *r, struct worker *w)
             if (s->worker && s->worker != rec->old && s->worker != w && !s->worker->retire) {
                 /* The slot refilled itself meanwhile (its old worker crashed): that refill is
                  * surplus now. */
-                (void)shutdown_retire(s->worker, app->cfg->kill_timeout_ms);
+                (void)app_retire(app, s->worker);
             }
             s->worker = w;
             s->restarts++;
         } else {
             /* The slot is gone (never expected: slots cannot move while a replacement owns
              * them). A worker without a slot would serve on with nothing to retire it. */
-            (void)shutdown_retire(w, app->cfg->kill_timeout_ms);
+            (void)app_retire(app, w);
         }
         app->restarts[r->reason]++;
         reload_progress(r, rec, "ready");
         if (rec->old) {
             rec->old->stop_reason = r->reason;
-            (void)shutdown_retire(rec->old, app->cfg->kill_timeout_ms);
+            (void)app_retire(app, rec->old);
         } else if (rec->old_gone == 0) {
             rec->old_gone = rec->ready;
         }
@@ -410,7 +410,7 @@ static void reload_fail(struct reload *r, char *why)
         for (unsigned i = r->old_n_slots; i < app->n_slots; i++) {
             struct worker *extra = app->slots[i]->worker;
             if (extra) {
-                (void)shutdown_retire(extra, app->cfg->kill_timeout_ms);
+                (void)app_retire(app, extra);
             }
         }
         (void)app_slots_resize(app, r->old_n_slots);

@@ -14,15 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "config.h"
 #include "log.h"
-#include "master.h"
 #include "worker.h"
 
 struct shutdown {
-    struct shutdown *next;      /* the master's list of runs in progress */
-    struct master *m;
-    struct app *app;
+    struct shutdown *next;      /* the set's list of runs in progress */
+    struct shutdown_set *set;
+    char *scope;
     struct worker **members;
     size_t n;
     enum wire_phase phase;
@@ -44,14 +43,14 @@ enum wire_phase shutdown_phase(const struct shutdown *s)
     return s->phase;
 }
 
-void shutdown_timeouts_from_config(struct shutdown_timeouts *t, const struct master *m,
+void shutdown_timeouts_from_config(struct shutdown_timeouts *t, const struct config *cfg,
                                    uint64_t total_ms)
 {
     memset(t, 0, sizeof *t);
-    t->phase_ms[WIRE_PHASE_DRAIN] = m->cfg->drain_timeout_ms;
-    t->phase_ms[WIRE_PHASE_SAVE] = m->cfg->save_timeout_ms;
-    t->phase_ms[WIRE_PHASE_CLOSE] = m->cfg->close_timeout_ms;
-    t->phase_ms[WIRE_PHASE_CLEANUP] = m->cfg->cleanup_timeout_ms;
+    t->phase_ms[WIRE_PHASE_DRAIN] = cfg->drain_timeout_ms;
+    t->phase_ms[WIRE_PHASE_SAVE] = cfg->save_timeout_ms;
+    t->phase_ms[WIRE_PHASE_CLOSE] = cfg->close_timeout_ms;
+    t->phase_ms[WIRE_PHASE_CLEANUP] = cfg->cleanup_timeout_ms;
     t->total_ms = total_ms;
 }
 
@@ -60,9 +59,9 @@ static struct log_origin shutdown_origin(const struct shutdown *s)
 {
     if (s->n == 1 && s->members[0]) {
         const struct worker *w = s->members[0];
-        return (struct log_origin){w->app->name, (int)w->slot, w->pid};
+        return (struct log_origin){w->cfg->name, (int)w->slot, w->pid};
     }
-    return (struct log_origin){s->app ? s->app->name : NULL, -1, 0};
+    return (struct log_origin){s->scope, -1, 0};
 }
 
 static size_t shutdown_alive(const struct shutdown *s)
@@ -88,14 +87,14 @@ static bool shutdown_phase_is_done(const struct shutdown *s)
 
 static void shutdown_schedule_check(struct shutdown *s)
 {
-    ev_feed_event(s->m->loop, &s->phase_w, EV_CUSTOM);
+    ev_feed_event(s->set->loop, &s->phase_w, EV_CUSTOM);
 }
 
 static void shutdown_log_phase(struct shutdown *s, bool end, const char *extra)
 {
     json_t *f = json_pack("{s:s}", "phase", wire_phase_to_string(s->phase));
     if (end) {
-        double ms = (ev_now(s->m->loop) - s->phase_started_at) * 1000.0;
+        double ms = (ev_now(s->set->loop) - s->phase_started_at) * 1000.0;
         json_object_set_new(f, "duration_ms", json_integer((json_int_t)(ms + 0.5)));
     }
     log_record(LOG_INFO, shutdown_origin(s), f, "shutdown phase %s %s%s",
@@ -137,7 +136,7 @@ static void shutdown_tell(struct shutdown *s, struct worker *w)
 
 static void shutdown_unlink(struct shutdown *s)
 {
-    for (struct shutdown **p = &s->m->shutdowns; *p; p = &(*p)->next) {
+    for (struct shutdown **p = &s->set->runs; *p; p = &(*p)->next) {
         if (*p == s) {
             *p = s->next;
             return;
@@ -147,7 +146,7 @@ static void shutdown_unlink(struct shutdown *s)
 
 static void shutdown_finish(struct shutdown *s)
 {
-    struct ev_loop *loop = s->m->loop;
+    struct ev_loop *loop = s->set->loop;
     ev_timer_stop(loop, &s->phase_w);
     ev_timer_stop(loop, &s->total_w);
     double ms = (ev_now(loop) - s->started_at) * 1000.0;
@@ -168,29 +167,31 @@ static void shutdown_finish(struct shutdown *s)
         done(s, forced, data);
     }
     free(s->members);
+    free(s->scope);
     free(s);
 }
 
-void shutdown_abandon_all(struct master *m)
+void shutdown_abandon_all(struct shutdown_set *set)
 {
-    while (m->shutdowns) {
-        struct shutdown *s = m->shutdowns;
-        ev_timer_stop(m->loop, &s->phase_w);
-        ev_timer_stop(m->loop, &s->total_w);
+    while (set->runs) {
+        struct shutdown *s = set->runs;
+        ev_timer_stop(set->loop, &s->phase_w);
+        ev_timer_stop(set->loop, &s->total_w);
         for (size_t i = 0; i < s->n; i++) {
             if (s->members[i]) {
                 s->members[i]->retire = NULL;
             }
         }
-        m->shutdowns = s->next;
+        set->runs = s->next;
         free(s->members);
+        free(s->scope);
         free(s);
     }
 }
 
 static void shutdown_begin_phase(struct shutdown *s, enum wire_phase p)
 {
-    struct ev_loop *loop = s->m->loop;
+    struct ev_loop *loop = s->set->loop;
     s->phase = p;
     s->phase_started_at = ev_now(loop);
     shutdown_log_phase(s, false, NULL);
@@ -278,8 +279,8 @@ static void shutdown_on_total(struct ev_loop *loop, ev_timer *t, int revents)
     shutdown_force(s);
 }
 
-int shutdown_start(struct master *m, struct app *app, struct worker *const *workers, size_t n,
-                   const struct shutdown_timeouts *t, shutdown_phase_fn on_phase,
+int shutdown_start(struct shutdown_set *set, const char *scope, struct worker *const *workers,
+                   size_t n, const struct shutdown_timeouts *t, shutdown_phase_fn on_phase,
                    shutdown_done_fn done, void *data, struct shutdown **ret)
 {
     struct shutdown *s = calloc(1, sizeof *s);
@@ -287,7 +288,10 @@ int shutdown_start(struct master *m, struct app *app, struct worker *const *work
         return -ENOMEM;
     }
     s->members = calloc(n ? n : 1, sizeof *s->members);
-    if (!s->members) {
+    s->scope = scope ? strdup(scope) : NULL;
+    if (!s->members || (scope && !s->scope)) {
+        free(s->members);
+        free(s->scope);
         free(s);
         return -ENOMEM;
     }
@@ -299,20 +303,19 @@ int shutdown_start(struct master *m, struct app *app, struct worker *const *work
         w->retire = s;
         s->members[s->n++] = w;
     }
-    s->m = m;
-    s->next = m->shutdowns;
-    m->shutdowns = s;
-    s->app = app;
+    s->set = set;
+    s->next = set->runs;
+    set->runs = s;
     s->t = *t;
     s->on_phase = on_phase;
     s->done = done;
     s->data = data;
-    s->started_at = ev_now(m->loop);
+    s->started_at = ev_now(set->loop);
     ev_init(&s->phase_w, shutdown_on_check);
     s->phase_w.data = s;
     ev_timer_init(&s->total_w, shutdown_on_total, (double)t->total_ms / 1000.0, 0.);
     s->total_w.data = s;
-    ev_timer_start(m->loop, &s->total_w);
+    ev_timer_start(set->loop, &s->total_w);
     if (ret) {
         *ret = s;
     }
@@ -345,14 +348,15 @@ void shutdown_on_worker_exit(struct worker *w)
     shutdown_schedule_check(s);
 }
 
-int shutdown_retire(struct worker *w, uint64_t total_ms)
+int shutdown_retire(struct shutdown_set *set, struct worker *w, const struct config *cfg,
+                    uint64_t total_ms)
 {
     struct shutdown_timeouts t;
-    shutdown_timeouts_from_config(&t, w->app->m, total_ms);
+    shutdown_timeouts_from_config(&t, cfg, total_ms);
     for (int p = 0; p < WIRE_PHASE_COUNT; p++) {
         if (t.phase_ms[p] > total_ms) {
             t.phase_ms[p] = total_ms;
         }
     }
-    return shutdown_start(w->app->m, w->app, &w, 1, &t, NULL, NULL, NULL, NULL);
+    return shutdown_start(set, w->cfg->name, &w, 1, &t, NULL, NULL, NULL, NULL);
 }

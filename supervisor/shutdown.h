@@ -24,10 +24,16 @@
 
 #include "wire.h"
 
-struct master;
-struct app;
+struct config;
 struct worker;
 struct shutdown;
+
+/* Every run in progress on one loop (the supervisor's, one per stopping app, one per retiring
+ * worker), owned by whoever owns the loop. */
+struct shutdown_set {
+    struct ev_loop *loop;
+    struct shutdown *runs;
+};
 
 struct shutdown_timeouts {
     uint64_t phase_ms[WIRE_PHASE_COUNT];    /* drain, save, close, cleanup; others unused */
@@ -41,16 +47,16 @@ typedef void (*shutdown_done_fn)(struct shutdown *s, bool forced, void *data);
 typedef void (*shutdown_phase_fn)(struct shutdown *s, enum wire_phase phase, void *data);
 
 /*
- * Starts a run over the n workers (those already in another run or already exited are left
- * out). app names the scope in log records (NULL = the supervisor). Returns 0 and the run in
- * *ret (may be NULL), or -ENOMEM.
+ * Starts a run in set over the n workers (those already in another run or already exited are
+ * left out). scope names it in log records (an app's name; NULL = the supervisor). Returns 0 and
+ * the run in *ret (may be NULL), or -ENOMEM; done is never called from inside this call.
  */
-int shutdown_start(struct master *m, struct app *app, struct worker *const *workers, size_t n,
-                   const struct shutdown_timeouts *t, shutdown_phase_fn on_phase,
+int shutdown_start(struct shutdown_set *set, const char *scope, struct worker *const *workers,
+                   size_t n, const struct shutdown_timeouts *t, shutdown_phase_fn on_phase,
                    shutdown_done_fn done, void *data, struct shutdown **ret);
 
 /* The supervisor's per-phase timeouts from its config, with total as given. */
-void shutdown_timeouts_from_config(struct shutdown_timeouts *t, const struct master *m,
+void shutdown_timeouts_from_config(struct shutdown_timeouts *t, const struct config *cfg,
                                    uint64_t total_ms);
 
 /* SIGKILL to every member now (the fast path); the run completes as they exit. */
@@ -60,10 +66,12 @@ void shutdown_force(struct shutdown *s);
 void shutdown_on_phase_done(struct worker *w, enum wire_phase phase);
 void shutdown_on_worker_exit(struct worker *w);
 
-/* Retires one worker through the phases, bounded by total_ms (kill_timeout). */
-int shutdown_retire(struct worker *w, uint64_t total_ms);
+/* Retires one worker through the phases of cfg, each and all bounded by total_ms
+ * (kill_timeout). */
+int shutdown_retire(struct shutdown_set *set, struct worker *w, const struct config *cfg,
+                    uint64_t total_ms);
 
 enum wire_phase shutdown_phase(const struct shutdown *s);
 
 /* At the master's exit: frees every run still in progress without calling back. */
-void shutdown_abandon_all(struct master *m);
+void shutdown_abandon_all(struct shutdown_set *set);
