@@ -173,19 +173,94 @@ static void app_unlink(struct app *app, struct worker *w)
 
 static void slot_schedule(struct slot *s, uint64_t delay_ms);
 
+/* ---- what the app's workers report ---- */
+
+static void app_worker_ready(void *owner, struct worker *w)
+{
+    app_on_worker_ready(owner, w);
+}
+
+static void app_worker_exit(void *owner, struct worker *w)
+{
+    shutdown_on_worker_exit(w);
+    app_on_worker_exit(owner, w);
+}
+
+static void app_worker_phase_done(void *owner, struct worker *w, enum wire_phase phase)
+{
+    shutdown_on_phase_done(w, phase);
+}
+
+static void app_worker_metrics(void *owner, struct worker *w)
+{
+    struct app *app = owner;
+    master_metrics_changed(app->m);
+}
+
+static int app_worker_page(void *owner, const char *format, const char **ret_body)
+{
+    struct app *app = owner;
+    return master_page(app->m, format, ret_body);
+}
+
+static const struct worker_ops app_worker_ops = {
+    .on_ready = app_worker_ready,
+    .on_exit = app_worker_exit,
+    .on_phase_done = app_worker_phase_done,
+    .on_metrics = app_worker_metrics,
+    .page = app_worker_page,
+};
+
+/* Starts a worker of the app's current config and generation in slot. */
+static int app_spawn(struct app *app, unsigned slot, struct worker **ret)
+{
+    const struct config_app *cfg = app->cfg;
+    int fds[CONFIG_LISTEN_MAX];
+    for (size_t i = 0; i < cfg->n_listen && i < CONFIG_LISTEN_MAX; i++) {
+        const struct listener *l = app_listener_find(app, &cfg->listen[i]);
+        fds[i] = l ? l->fd : -1;
+    }
+    struct worker_spec spec = {
+        .loop = app->m->loop,
+        .cfg_owner = app->cfg_owner,
+        .cfg = cfg,
+        .slot = slot,
+        .generation = app->generation,
+        .listen_fds = fds,
+        .null_fd = app->m->null_fd,
+        .notify_path = app->m->notify_path,
+        .state_dir = app->state_dir,
+        .set_ids = app->set_ids,
+        .uid = app->uid,
+        .gid = app->gid,
+        .groups = app->groups,
+        .n_groups = app->n_groups,
+        .logbuf = app->logbuf,
+        .log_dropped = &app->log_dropped,
+        .metrics = app->metrics,
+    };
+    struct worker *w = NULL;
+    int r = worker_start(&spec, &app_worker_ops, app, &w);
+    if (r < 0) {
+        return r;
+    }
+    app_link(app, w);
+    *ret = w;
+    return 0;
+}
+
 /* Starts the slot's worker of the app's current generation; on failure retries later. */
 static void slot_spawn(struct slot *s)
 {
     struct app *app = s->app;
     struct worker *w = NULL;
-    if (worker_start(app, s->id, app->generation, &w) < 0) {
+    if (app_spawn(app, s->id, &w) < 0) {
         /* Out of fds or memory: a condition that may pass. Retry on the backoff schedule. */
         struct backoff_policy p = {app->cfg->restart_delay_ms, app->cfg->restart_delay_max_ms,
                                    app->cfg->min_uptime_ms};
         slot_schedule(s, backoff_next(&s->backoff, &p, 0, (uint32_t)random()));
         return;
     }
-    app_link(app, w);
     s->worker = w;
 }
 
@@ -446,14 +521,7 @@ void app_set_config(struct app *app, struct config *owner, const struct config_a
 
 int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret)
 {
-    struct worker *w = NULL;
-    int r = worker_start(app, slot, app->generation, &w);
-    if (r < 0) {
-        return r;
-    }
-    app_link(app, w);
-    *ret = w;
-    return 0;
+    return app_spawn(app, slot, ret);
 }
 
 int app_new(struct master *m, struct config *owner, const struct config_app *cfg,

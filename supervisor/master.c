@@ -587,7 +587,7 @@ void master_metrics_changed(struct master *m)
     }
 }
 
-int master_send_metrics_page(struct master *m, struct worker *w, const char *format)
+int master_page(struct master *m, const char *format, const char **ret_body)
 {
     bool json = strcmp(format, "json") == 0;
     if (!json && strcmp(format, "text") != 0) {
@@ -605,8 +605,8 @@ int master_send_metrics_page(struct master *m, struct worker *w, const char *for
         free(p->body);
         *p = (struct master_page){body, len, now};
     }
-    struct wire_msg msg = {.type = WIRE_METRICS_PAGE, .format = (char *)format, .body = p->body};
-    return channel_send(&w->ch, &msg);
+    *ret_body = p->body;
+    return 0;
 }
 
 /* ---- sd_notify from workers ---- */

@@ -98,11 +98,10 @@ void master_on_app_stopped(struct master *m, struct app *app);
 struct app *master_app_find(struct master *m, const char *name);
 struct worker *master_worker_by_pid(struct master *m, pid_t pid);
 
-/* Answers a worker's get_metrics with the combined page over its channel (SPEC section 4).
- * format: "text" or "json". Pages rendered in the same loop turn with no snapshot in between
- * are rendered once. Returns 0, -EINVAL (format), -ENOBUFS (the channel is full), -ENOTCONN
- * or -ENOMEM; logs nothing (the worker decides what is worth saying). */
-int master_send_metrics_page(struct master *m, struct worker *w, const char *format);
+/* The combined page a worker asked for (SPEC section 4) in format "text" or "json", borrowed
+ * until the loop runs again. Pages asked for in the same loop turn with no snapshot in between
+ * are rendered once. Returns 0, -EINVAL (format) or -ENOMEM. */
+int master_page(struct master *m, const char *format, const char **ret_body);
 
 /* A worker's metrics changed: a cached page is stale. */
 void master_metrics_changed(struct master *m);

@@ -21,12 +21,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "app.h"
 #include "log.h"
 #include "logbuf.h"
 #include "metrics.h"
-#include "master.h"
-#include "shutdown.h"
 #include "spawn.h"
 
 extern char **environ;
@@ -79,12 +76,12 @@ bool worker_is_alive(const struct worker *w)
 
 static struct log_origin worker_origin(const struct worker *w)
 {
-    return (struct log_origin){w->app->name, (int)w->slot, w->pid ? w->pid : w->last_pid};
+    return (struct log_origin){w->cfg->name, (int)w->slot, w->pid ? w->pid : w->last_pid};
 }
 
 static struct ev_loop *worker_loop(const struct worker *w)
 {
-    return w->app->m->loop;
+    return w->loop;
 }
 
 /* The one place a worker's state changes, and the one log record for it. */
@@ -126,9 +123,9 @@ static void worker_output_line(struct worker *w, int stream, const char *line, s
         len--;
     }
     struct log_origin origin = worker_origin(w);
-    logbuf_append(w->app->logbuf, origin.slot, origin.pid, stream == 1, line, len);
+    logbuf_append(w->logbuf, origin.slot, origin.pid, stream == 1, line, len);
     if (log_worker_line(origin, stream == 1, line, len) == -ENOBUFS) {
-        w->app->log_dropped++;
+        (*w->log_dropped)++;
     }
 }
 
@@ -203,7 +200,7 @@ static void worker_become_ready(struct worker *w, const char *via)
     char why[96];
     snprintf(why, sizeof why, "via %s after %.0f ms", via, (w->ready_at - w->started_at) * 1000);
     worker_set_state(w, WORKER_READY, why);
-    app_on_worker_ready(w->app, w);
+    w->ops->on_ready(w->owner, w);
 }
 
 void worker_on_ready_signal(struct worker *w, const char *via)
@@ -292,7 +289,13 @@ static void worker_page_trouble(struct worker *w, const char *fmt, ...)
 
 static void worker_send_page(struct worker *w, const char *format)
 {
-    int r = master_send_metrics_page(w->app->m, w, format);
+    const char *body = NULL;
+    int r = w->ops->page(w->owner, format, &body);
+    if (r == 0) {
+        struct wire_msg msg = {.type = WIRE_METRICS_PAGE, .format = (char *)format,
+                               .body = (char *)body};
+        r = channel_send(&w->ch, &msg);
+    }
     if (r == -ENOBUFS) {
         worker_page_trouble(w, "the page does not fit the channel's %u-byte queue; dropped",
                             CHANNEL_OUT_LIMIT);
@@ -353,7 +356,7 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
     w->spoke = true;
     switch (msg->type) {
     case WIRE_PHASE_DONE:
-        shutdown_on_phase_done(w, msg->phase);
+        w->ops->on_phase_done(w->owner, w, msg->phase);
         break;
     case WIRE_READY:
         worker_on_ready_signal(w, "channel");
@@ -363,9 +366,9 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
         break;
     case WIRE_METRICS: {
         const char *why = NULL;
-        int r = metrics_app_update(w->app->metrics, w->id, (int)w->slot, msg->families,
+        int r = metrics_app_update(w->metrics, w->id, (int)w->slot, msg->families,
                                    ev_now(worker_loop(w)), &why);
-        master_metrics_changed(w->app->m);
+        w->ops->on_metrics(w->owner, w);
         if (r < 0 && !w->metrics_warned) {
             /* Once per worker: a broken exporter would otherwise flood the log every second. */
             w->metrics_warned = true;
@@ -494,10 +497,9 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
     char why[96];
     worker_describe_exit(w->wait_status, why, sizeof why);
     worker_set_state(w, WORKER_EXITED, why);
-    metrics_app_retire(w->app->metrics, w->id);
-    master_metrics_changed(w->app->m);
-    shutdown_on_worker_exit(w);
-    app_on_worker_exit(w->app, w);
+    metrics_app_retire(w->metrics, w->id);
+    w->ops->on_metrics(w->owner, w);
+    w->ops->on_exit(w->owner, w);
 }
 
 /* ---- stopping ---- */
@@ -596,11 +598,10 @@ static void env_free(char **env)
  * supervisor (its NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*), the app's env lines, then drover's
  * variables. *ret_pid_digits points into the LISTEN_PID entry for the child to fill.
  */
-static int worker_build_env(struct worker *w, int channel_fd, char ***ret_env,
-                            char **ret_pid_digits)
+static int worker_build_env(const struct worker *w, const struct worker_spec *spec,
+                            int channel_fd, char ***ret_env, char **ret_pid_digits)
 {
     const struct config_app *cfg = w->cfg;
-    struct master *m = w->app->m;
     size_t cap = 16 + cfg->n_env;
     for (char **e = environ; *e; e++) {
         cap++;
@@ -642,19 +643,19 @@ static int worker_build_env(struct worker *w, int channel_fd, char ***ret_env,
         names[0] = '\0';
         for (size_t i = 0; i < cfg->n_listen && off < sizeof names; i++) {
             off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ":" : "",
-                                    w->app->name);
+                                    cfg->name);
         }
         if (env_add(&env, &n, "LISTEN_FDNAMES", "%s", names) < 0) {
             goto out;
         }
     }
-    if (env_add(&env, &n, "NOTIFY_SOCKET", "%s", m->notify_path) < 0 ||
+    if (env_add(&env, &n, "NOTIFY_SOCKET", "%s", spec->notify_path) < 0 ||
         env_add(&env, &n, "DROVER_CHANNEL_FD", "%d", channel_fd) < 0 ||
-        env_add(&env, &n, "DROVER_APP", "%s", w->app->name) < 0 ||
+        env_add(&env, &n, "DROVER_APP", "%s", cfg->name) < 0 ||
         env_add(&env, &n, "DROVER_WORKER_ID", "%u", w->slot) < 0 ||
         env_add(&env, &n, "DROVER_GENERATION", "%u", w->generation) < 0 ||
-        env_add(&env, &n, "DROVER_STATE_FILE", "%s/%s.%u.state", w->app->state_dir,
-                w->app->name, w->slot) < 0) {
+        env_add(&env, &n, "DROVER_STATE_FILE", "%s/%s.%u.state", spec->state_dir, cfg->name,
+                w->slot) < 0) {
         goto out;
     }
     env[n] = NULL;
@@ -698,11 +699,11 @@ static const char *worker_path_env(const struct config_app *cfg)
     return getenv("PATH");
 }
 
-int worker_start(struct app *app, unsigned slot, unsigned generation, struct worker **ret)
+int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, void *owner,
+                 struct worker **ret)
 {
-    struct master *m = app->m;
-    struct ev_loop *loop = m->loop;
-    const struct config_app *cfg = app->cfg;
+    struct ev_loop *loop = spec->loop;
+    const struct config_app *cfg = spec->cfg;
     int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, chan[2] = {-1, -1};
     char **env = NULL;
     char *path = NULL;
@@ -717,11 +718,16 @@ int worker_start(struct app *app, unsigned slot, unsigned generation, struct wor
     }
     static uint64_t next_id = 1;
     w->id = next_id++;
-    w->app = app;
-    w->cfg_owner = config_ref(app->cfg_owner);
+    w->ops = ops;
+    w->owner = owner;
+    w->loop = loop;
+    w->logbuf = spec->logbuf;
+    w->metrics = spec->metrics;
+    w->log_dropped = spec->log_dropped;
+    w->cfg_owner = config_ref(spec->cfg_owner);
     w->cfg = cfg;
-    w->slot = slot;
-    w->generation = generation;
+    w->slot = spec->slot;
+    w->generation = spec->generation;
     w->errpipe_fd = -1;
     w->stat_fd = -1;
     w->out[0].fd = w->out[1].fd = -1;
@@ -746,23 +752,22 @@ int worker_start(struct app *app, unsigned slot, unsigned generation, struct wor
         what = "listen sockets";
         goto out;
     }
-    plan.fds[plan.n_fds++] = m->null_fd;
+    plan.fds[plan.n_fds++] = spec->null_fd;
     plan.fds[plan.n_fds++] = out_pipe[1];
     plan.fds[plan.n_fds++] = err_pipe[1];
     for (size_t i = 0; i < cfg->n_listen; i++) {
-        const struct listener *l = app_listener_find(app, &cfg->listen[i]);
-        if (!l) {
-            r = -ENOTSOCK; /* app_new and reloads bind every address first; never expected */
+        if (spec->listen_fds[i] < 0) {
+            r = -ENOTSOCK; /* the owner binds every address first; never expected */
             what = "listen socket";
             goto out;
         }
-        plan.fds[plan.n_fds++] = l->fd;
+        plan.fds[plan.n_fds++] = spec->listen_fds[i];
     }
     int channel_target = plan.n_fds;
     plan.fds[plan.n_fds++] = chan[1];
 
     what = "environment";
-    if ((r = worker_build_env(w, channel_target, &env, &plan.listen_pid_digits)) < 0) {
+    if ((r = worker_build_env(w, spec, channel_target, &env, &plan.listen_pid_digits)) < 0) {
         goto out;
     }
     plan.envp = env;
@@ -777,12 +782,12 @@ int worker_start(struct app *app, unsigned slot, unsigned generation, struct wor
         }
     }
     plan.path = path;
-    if (app->set_ids) {
+    if (spec->set_ids) {
         plan.set_ids = true;
-        plan.uid = app->uid;
-        plan.gid = app->gid;
-        plan.groups = app->groups;
-        plan.n_groups = app->n_groups;
+        plan.uid = spec->uid;
+        plan.gid = spec->gid;
+        plan.groups = spec->groups;
+        plan.n_groups = spec->n_groups;
     }
 
     what = "fork";
@@ -827,14 +832,14 @@ int worker_start(struct app *app, unsigned slot, unsigned generation, struct wor
         ev_timer_set(&w->timer_w, (double)ms / 1000.0, 0.);
         ev_timer_start(loop, &w->timer_w);
     }
-    json_t *f = json_pack("{s:s, s:i}", "state", "starting", "generation", (int)generation);
+    json_t *f = json_pack("{s:s, s:i}", "state", "starting", "generation", (int)w->generation);
     log_record(LOG_INFO, worker_origin(w), f, "worker starting: %s", cfg->command);
     *ret = w;
     w = NULL;
     r = 0;
 out:
     if (r < 0) {
-        log_record(LOG_ERROR, (struct log_origin){app->name, (int)slot, 0}, NULL,
+        log_record(LOG_ERROR, (struct log_origin){cfg->name, (int)spec->slot, 0}, NULL,
                    "starting worker failed: %s: %s", what, strerror(-r));
     }
     int *fds[] = {&out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1], &chan[0], &chan[1],

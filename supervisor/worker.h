@@ -9,9 +9,12 @@
  *     starting --ready--> ready --stop--> draining/stopping --exit--> exited
  *         \------------------------exit / ready timeout--------------^
  *
- * A worker never decides its own replacement: it reports "ready" and "exited" to its app
- * (app_on_worker_ready, app_on_worker_exit), which owns the restart policy. Once exited, the
- * worker is handed to the master's sweeper and freed after the current callbacks return.
+ * A worker knows nothing of the app or the supervisor around it. It is started from a spec (its
+ * config, its slot, the fds and paths it gets) and reports what happens through the ops its
+ * owner gave it: ready, exit (reaped), phase_done, a metrics snapshot, a request for the
+ * combined page. It never decides its own replacement. Every report comes from a loop callback
+ * of the worker's own (a pipe, the channel, ev_child, a timer), never from inside a call its
+ * owner made. Once exited, the owner frees it with worker_free_later().
  */
 #pragma once
 
@@ -22,13 +25,50 @@
 
 #include "backoff.h"
 #include "channel.h"
+#include "wire.h"
 #include "config.h"
 #include "notify.h"
 #include "procstat.h"
 #include "sweep.h"
 
-struct app;
+struct logbuf;
+struct metrics_app;
 struct shutdown;
+struct worker;
+
+/* What a worker tells its owner. Each is called from the worker's own loop callbacks. */
+struct worker_ops {
+    void (*on_ready)(void *owner, struct worker *w);
+    /* Reaped (w->pid is 0, w->wait_status holds how); the owner takes it from here. */
+    void (*on_exit)(void *owner, struct worker *w);
+    void (*on_phase_done)(void *owner, struct worker *w, enum wire_phase phase);
+    /* Its metrics changed (a snapshot, or its exit): a rendered page is stale. */
+    void (*on_metrics)(void *owner, struct worker *w);
+    /* The combined page in format ("text" or "json"), borrowed until the loop runs again.
+     * Returns 0 or -errno. */
+    int (*page)(void *owner, const char *format, const char **ret_body);
+};
+
+/* Everything a worker is started with; the worker copies what it keeps. */
+struct worker_spec {
+    struct ev_loop *loop;
+    struct config *cfg_owner;           /* referenced by the worker for its life */
+    const struct config_app *cfg;
+    unsigned slot;
+    unsigned generation;
+    const int *listen_fds;              /* one per cfg->listen, in order */
+    int null_fd;                        /* its stdin */
+    const char *notify_path;            /* its NOTIFY_SOCKET */
+    const char *state_dir;              /* where its DROVER_STATE_FILE lives */
+    bool set_ids;                       /* user = ...: drop to these */
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;
+    struct logbuf *logbuf;              /* its output lines go here ... */
+    uint64_t *log_dropped;              /* ... and lines the log had to drop are counted here */
+    struct metrics_app *metrics;        /* its snapshots go here */
+};
 
 enum worker_state {
     WORKER_STARTING,
@@ -58,11 +98,16 @@ struct worker_output {
 };
 
 struct worker {
-    struct app *app;
+    struct ev_loop *loop;
+    const struct worker_ops *ops;
+    void *owner;
+    struct logbuf *logbuf;
+    uint64_t *log_dropped;
+    struct metrics_app *metrics;
     const struct config_app *cfg;   /* the config it was started with ... */
     struct config *cfg_owner;       /* ... kept alive by this reference */
     uint64_t id;                    /* unique for the master's life: keys metrics snapshots */
-    struct worker *next;            /* the app's list of live workers */
+    struct worker *next;            /* the owner's list of live workers */
     struct sweep_node swept;        /* freed from the sweeper once exited */
     unsigned slot;
     unsigned generation;
@@ -101,11 +146,13 @@ struct worker {
 };
 
 /*
- * Spawns the worker for app's slot in generation. On success stores a new worker in *ret
- * (already linked into nothing: the caller links it) and returns 0; on failure to fork or to
- * create its pipes returns -errno (logged here, where the syscall is named).
+ * Spawns a worker as spec says, reporting to owner through ops (which must outlive it). On
+ * success stores the new worker in *ret (linked into nothing: the caller links it) and returns
+ * 0; on failure to fork or to create its pipes returns -errno (logged here, where the syscall is
+ * named). No op is called from inside this call.
  */
-int worker_start(struct app *app, unsigned slot, unsigned generation, struct worker **ret);
+int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, void *owner,
+                 struct worker **ret);
 
 /* Marks the worker as leaving (draining or stopping) for status and logs; its exit is then no
  * crash. Used by the phase driver. */
