@@ -1,0 +1,5 @@
+#include <string.h>
+
+#include "../supervisor/pool.h"
+#include "queue.h"
+#include "ev.h"

@@ -1,0 +1,2 @@
+#include "wire.h" /* from outside supervisor/: allowed anywhere */
+#include "util.h"

@@ -1,0 +1,5 @@
+#include "text.h"
+
+#include <stdio.h>
+
+#include "util.h"

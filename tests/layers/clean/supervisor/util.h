@@ -1,0 +1,1 @@
+/* util: the bottom; it may mention pool.h in a comment, not include it. */

@@ -1,0 +1,3 @@
+#include "queue.h"
+
+#include "cache.h"

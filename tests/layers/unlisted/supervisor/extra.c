@@ -1,0 +1,2 @@
+#include "extra.h"
+#include "pool.h"
