@@ -90,8 +90,11 @@ def levels_app(tag="lv-xyz"):
 
 def wait_levels(drover, tag="lv-xyz"):
     (pid,) = drover.wait_workers(1)
+    # Its last lines on stdout and on stderr: the two pipes arrive in either order.
     drover.wait_record(lambda r: r.get("pid") == pid and r.get("msg") == f"{tag} done",
-                       timeout=10, what="the levels worker's last line")
+                       timeout=10, what="the levels worker's last stdout line")
+    drover.wait_record(lambda r: r.get("pid") == pid and r.get("msg") == f"{tag} collide",
+                       timeout=10, what="the levels worker's last stderr line")
     recs = [r for r in drover.records() if r.get("pid") == pid]
 
     def one(name):
@@ -151,10 +154,13 @@ def test_text_format_shows_the_normalised_level(drover):
     drover.start(supervisor={"log_format": "text"}, apps={"lv": levels_app()})
     (pid,) = drover.wait_workers(1)
 
+    # stdout and stderr are two pipes: their lines arrive in either order.
+    names = ("lv-xyz done", "lv-xyz collide")
+
     def lines():
         text = drover.stdout_text().splitlines()
-        return text if any("lv-xyz done" in l for l in text) else None
-    text = h.wait_until(lines, 10, what="the levels worker's last line in the text log")
+        return text if all(any(n in l for l in text) for n in names) else None
+    text = h.wait_until(lines, 10, what="the levels worker's lines in the text log")
 
     def one(name):
         found = [l for l in text if name in l]
