@@ -15,9 +15,8 @@
 #include "log.h"
 #include "logbuf.h"
 #include "metrics.h"
-#include "reload.h"
-#include "master.h"
 #include "shutdown.h"
+#include "sweep.h"
 
 const double app_reload_buckets[APP_RELOAD_BUCKETS] = {0.5, 1, 2.5, 5, 10, 30, 60, 120};
 
@@ -61,12 +60,12 @@ bool app_is_up(const struct app *app)
 
 int app_retire(struct app *app, struct worker *w)
 {
-    return shutdown_retire(&app->m->shutdowns, w, app->m->cfg, app->cfg->kill_timeout_ms);
+    return shutdown_retire(app->host->shutdowns, w, *app->host->cfg, app->cfg->kill_timeout_ms);
 }
 
 const char *app_busy_with(const struct app *app)
 {
-    return app->reload ? reload_describe(app->reload) : "nothing";
+    return app->replacing ? app->replacing->ops->describe(app->replacing) : "nothing";
 }
 
 /* The one place an app's state changes, and the one log record for it. */
@@ -113,7 +112,7 @@ static void app_review_health(struct app *app)
     if (app->state != APP_RUNNING && app->state != APP_ERRORED) {
         return;
     }
-    ev_tstamp now = ev_now(app->m->loop);
+    ev_tstamp now = ev_now(app->host->loop);
     bool looping = app->n_slots > 0;
     for (unsigned i = 0; looping && i < app->n_slots; i++) {
         looping = slot_is_crash_looping(app->slots[i], now);
@@ -194,13 +193,13 @@ static void app_worker_phase_done(void *owner, struct worker *w, enum wire_phase
 static void app_worker_metrics(void *owner, struct worker *w)
 {
     struct app *app = owner;
-    master_metrics_changed(app->m);
+    app->host->ops->on_metrics(app->host->owner);
 }
 
 static int app_worker_page(void *owner, const char *format, const char **ret_body)
 {
     struct app *app = owner;
-    return master_page(app->m, format, ret_body);
+    return app->host->ops->page(app->host->owner, format, ret_body);
 }
 
 static const struct worker_ops app_worker_ops = {
@@ -221,14 +220,14 @@ static int app_spawn(struct app *app, unsigned slot, struct worker **ret)
         fds[i] = l ? l->fd : -1;
     }
     struct worker_spec spec = {
-        .loop = app->m->loop,
+        .loop = app->host->loop,
         .cfg_owner = app->cfg_owner,
         .cfg = cfg,
         .slot = slot,
         .generation = app->generation,
         .listen_fds = fds,
-        .null_fd = app->m->null_fd,
-        .notify_path = app->m->notify_path,
+        .null_fd = app->host->null_fd,
+        .notify_path = app->host->notify_path,
         .state_dir = app->state_dir,
         .set_ids = app->set_ids,
         .uid = app->uid,
@@ -269,13 +268,13 @@ static void slot_on_restart_timer(struct ev_loop *loop, ev_timer *t, int revents
     struct slot *s = t->data;
     if (app_is_up(s->app)) {
         slot_spawn(s);
-        master_on_app_changed(s->app->m, s->app);
+        s->app->host->ops->on_changed(s->app->host->owner, s->app);
     }
 }
 
 static void slot_schedule(struct slot *s, uint64_t delay_ms)
 {
-    struct ev_loop *loop = s->app->m->loop;
+    struct ev_loop *loop = s->app->host->loop;
     ev_timer_stop(loop, &s->restart_w);
     ev_timer_set(&s->restart_w, (double)delay_ms / 1000.0, 0.);
     ev_timer_start(loop, &s->restart_w);
@@ -300,7 +299,7 @@ static void slot_free(struct slot *s)
     if (!s) {
         return;
     }
-    ev_timer_stop(s->app->m->loop, &s->restart_w);
+    ev_timer_stop(s->app->host->loop, &s->restart_w);
     free(s);
 }
 
@@ -326,7 +325,7 @@ static void app_check_memory(struct app *app, struct worker *w)
     if (!s || s->worker != w) {
         return;
     }
-    ev_tstamp now = ev_now(app->m->loop);
+    ev_tstamp now = ev_now(app->host->loop);
     struct backoff_policy p = {cfg->restart_delay_ms, cfg->restart_delay_max_ms,
                                cfg->min_uptime_ms};
     struct log_origin origin = {app->name, (int)w->slot, w->pid};
@@ -350,11 +349,10 @@ static void app_check_memory(struct app *app, struct worker *w)
                        w->stat.rss_bytes, cfg->max_memory);
         }
     }
-    if (now < w->memory_replace_at || app->reload) {
+    if (now < w->memory_replace_at || app->replacing) {
         return; /* its turn comes at a later check */
     }
-    unsigned slot = w->slot;
-    int r = reload_start(app, NULL, NULL, &slot, 1, WORKER_REASON_MEMORY, NULL, NULL, NULL);
+    int r = app->host->ops->replace_over_memory(app->host->owner, app, w);
     /* Should this one fail, or its new worker not come up, the next try waits. */
     uint64_t retry = backoff_next(&w->memory_retry, &p, 0, (uint32_t)random());
     w->memory_replace_at = now + (double)retry / 1000.0;
@@ -513,9 +511,9 @@ void app_set_config(struct app *app, struct config *owner, const struct config_a
     /* The sampling interval may have changed. */
     if (ev_is_active(&app->stats_w)) {
         double every = (double)cfg->memory_check_interval_ms / 1000.0;
-        ev_timer_stop(app->m->loop, &app->stats_w);
+        ev_timer_stop(app->host->loop, &app->stats_w);
         ev_timer_set(&app->stats_w, every, every);
-        ev_timer_start(app->m->loop, &app->stats_w);
+        ev_timer_start(app->host->loop, &app->stats_w);
     }
 }
 
@@ -524,7 +522,7 @@ int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret)
     return app_spawn(app, slot, ret);
 }
 
-int app_new(struct master *m, struct config *owner, const struct config_app *cfg,
+int app_new(const struct app_host *host, struct config *owner, const struct config_app *cfg,
             struct app **ret, const struct address **ret_failed)
 {
     int r = -ENOMEM;
@@ -532,13 +530,13 @@ int app_new(struct master *m, struct config *owner, const struct config_app *cfg
     if (!app) {
         return -ENOMEM;
     }
-    app->m = m;
+    app->host = host;
     app->cfg = cfg;
     app->cfg_owner = config_ref(owner);
     app->generation = 1;
     app->state = APP_STOPPED; /* born stopped: not a transition */
     app->name = strdup(cfg->name);
-    app->state_dir = strdup(m->state_dir);
+    app->state_dir = strdup(host->state_dir);
     app->slots = calloc(cfg->workers, sizeof *app->slots);
     if (!app->name || !app->state_dir || !app->slots) {
         goto out;
@@ -586,7 +584,7 @@ out:
 static void app_become_stopped(struct app *app)
 {
     app_set_state(app, APP_STOPPED, NULL);
-    if (app->n_listeners > 0 && app->m->state == MASTER_RUNNING) {
+    if (app->n_listeners > 0 && *app->host->running) {
         log_record(LOG_INFO, app_origin(app, -1), NULL,
                    "closing %zu listen address%s: clients are refused until the app starts",
                    app->n_listeners, app->n_listeners == 1 ? "" : "es");
@@ -595,12 +593,12 @@ static void app_become_stopped(struct app *app)
         listener_close(&app->listeners[i]);
     }
     app->n_listeners = 0;
-    master_on_app_stopped(app->m, app);
+    app->host->ops->on_stopped(app->host->owner, app);
 }
 
 int app_start(struct app *app, const struct address **ret_failed)
 {
-    struct ev_loop *loop = app->m->loop;
+    struct ev_loop *loop = app->host->loop;
     /* Bound already at creation; bound again after a stop closed them. */
     int r = app_listeners_add(app, app->cfg, ret_failed);
     if (r < 0) {
@@ -624,9 +622,9 @@ int app_start(struct app *app, const struct address **ret_failed)
 
 void app_halt(struct app *app)
 {
-    struct ev_loop *loop = app->m->loop;
-    if (app->reload) {
-        reload_abort(app->reload, "the app is stopping");
+    struct ev_loop *loop = app->host->loop;
+    if (app->replacing) {
+        app->replacing->ops->abort(app->replacing, "the app is stopping");
     }
     if (app->state != APP_STOPPED) {
         app_set_state(app, APP_STOPPING, NULL);
@@ -665,8 +663,9 @@ int app_stop(struct app *app)
     }
     app_collect_workers(app, ws, n);
     struct shutdown_timeouts t;
-    shutdown_timeouts_from_config(&t, app->m->cfg, app->m->cfg->shutdown_timeout_ms);
-    int r = shutdown_start(&app->m->shutdowns, app->name, ws, n, &t, NULL, NULL, NULL, NULL);
+    const struct config *sup = *app->host->cfg;
+    shutdown_timeouts_from_config(&t, sup, sup->shutdown_timeout_ms);
+    int r = shutdown_start(app->host->shutdowns, app->name, ws, n, &t, NULL, NULL, NULL, NULL);
     free(ws);
     return r;
 }
@@ -694,8 +693,8 @@ void app_free(struct app *app)
     if (!app) {
         return;
     }
-    if (app->m && app->m->loop) {
-        ev_timer_stop(app->m->loop, &app->stats_w);
+    if (app->host && app->host->loop) {
+        ev_timer_stop(app->host->loop, &app->stats_w);
     }
     for (size_t i = 0; i < app->n_listeners; i++) {
         listener_close(&app->listeners[i]);
@@ -718,7 +717,7 @@ void app_free(struct app *app)
 
 int app_slots_resize(struct app *app, unsigned n)
 {
-    struct ev_loop *loop = app->m->loop;
+    struct ev_loop *loop = app->host->loop;
     if (n > app->n_slots) {
         struct slot **slots = realloc(app->slots, sizeof *slots * n);
         if (!slots) {
@@ -751,7 +750,7 @@ int app_scale_to(struct app *app, unsigned n)
     /* A replacement (reload, restart, memory) works through the slots it found when it began
      * and counts on them to stay: a slot that vanished under it would leave its surge worker
      * with no slot, serving on and never retired. */
-    if (app->reload) {
+    if (app->replacing) {
         return -EBUSY;
     }
     if (n > old) {
@@ -780,11 +779,11 @@ int app_scale_to(struct app *app, unsigned n)
 
 void app_on_worker_ready(struct app *app, struct worker *w)
 {
-    if (app->reload) {
-        (void)reload_on_worker_ready(app->reload, w);
+    if (app->replacing) {
+        (void)app->replacing->ops->on_worker_ready(app->replacing, w);
     }
     app_review_health(app);
-    master_on_app_changed(app->m, app);
+    app->host->ops->on_changed(app->host->owner, app);
 }
 
 /* The restart policy of SPEC section 3 for an exit nobody asked for. */
@@ -799,7 +798,7 @@ static void app_handle_crash(struct app *app, struct slot *s, struct worker *w)
     }
     app->restarts[w->over_memory ? WORKER_REASON_MEMORY : WORKER_REASON_CRASH]++;
     s->restarts++;
-    uint64_t uptime_ms = (uint64_t)((ev_now(app->m->loop) - w->started_at) * 1000.0);
+    uint64_t uptime_ms = (uint64_t)((ev_now(app->host->loop) - w->started_at) * 1000.0);
     struct backoff_policy p = {cfg->restart_delay_ms, cfg->restart_delay_max_ms,
                                cfg->min_uptime_ms};
     uint64_t delay = backoff_next(&s->backoff, &p, uptime_ms, (uint32_t)random());
@@ -819,7 +818,7 @@ static void app_handle_crash(struct app *app, struct slot *s, struct worker *w)
 void app_on_worker_exit(struct app *app, struct worker *w)
 {
     app_unlink(app, w);
-    ev_timer_stop(app->m->loop, &w->timer_w);
+    ev_timer_stop(app->host->loop, &w->timer_w);
     struct slot *s = w->slot < app->n_slots ? app->slots[w->slot] : NULL;
     bool was_current = s && s->worker == w;
     if (was_current) {
@@ -827,18 +826,18 @@ void app_on_worker_exit(struct app *app, struct worker *w)
     }
     /* A replacement in progress owns the exits of its own workers (a new one failing, an old
      * one whose successor is already coming up). */
-    bool handled = app->reload && reload_on_worker_exit(app->reload, w);
+    bool handled = app->replacing && app->replacing->ops->on_worker_exit(app->replacing, w);
     if (was_current && !handled && !w->stop_requested && app_is_up(app)) {
         app_handle_crash(app, s, w);
     }
     app_review_health(app);
-    worker_free_later(w, &app->m->sweep);
-    if (!app->reload) {
+    worker_free_later(w, app->host->sweep);
+    if (!app->replacing) {
         app_listeners_prune(app);
     }
     if (app->state == APP_STOPPING && !app->workers) {
         app_become_stopped(app);
         return;
     }
-    master_on_app_changed(app->m, app);
+    app->host->ops->on_changed(app->host->owner, app);
 }

@@ -21,8 +21,57 @@
 #include "listener.h"
 #include "worker.h"
 
-struct master;
-struct reload;
+struct app;
+struct shutdown_set;
+struct sweep;
+
+/* What an app tells the supervisor that runs it. Called from loop callbacks, never from inside
+ * a call the supervisor made. */
+struct app_ops {
+    /* Something about its workers changed (one became ready or exited, its state changed). */
+    void (*on_changed)(void *owner, struct app *app);
+    /* It reached stopped (every worker gone after app_stop or app_halt). */
+    void (*on_stopped)(void *owner, struct app *app);
+    /* w is over max_memory and its turn has come: start its replacement. Returns 0 or -errno
+     * (it is then tried again later). */
+    int (*replace_over_memory)(void *owner, struct app *app, struct worker *w);
+    /* As worker_ops: a worker's metrics changed; the combined page. */
+    void (*on_metrics)(void *owner);
+    int (*page)(void *owner, const char *format, const char **ret_body);
+};
+
+/* What every app needs of the supervisor that runs it, filled in once by that supervisor. */
+struct app_host {
+    struct ev_loop *loop;
+    struct sweep *sweep;                /* exited workers are freed through it */
+    struct shutdown_set *shutdowns;     /* where phase runs go */
+    struct config *const *cfg;          /* the supervisor's current config: phase timeouts */
+    int null_fd;
+    const char *notify_path;
+    const char *state_dir;              /* absolute */
+    const bool *running;                /* the supervisor is running (not stopping) */
+    const struct app_ops *ops;
+    void *owner;
+};
+
+/*
+ * A replacement of the app's workers in progress (reload.c's rolling reload, restart, memory):
+ * it attaches itself to the app and sees the app's worker events first. An app has at most one.
+ */
+struct app_replacement;
+struct app_replacement_ops {
+    /* Return true when the event belongs to the replacement, which then handles it (the app
+     * does not apply its restart policy). */
+    bool (*on_worker_ready)(struct app_replacement *r, struct worker *w);
+    bool (*on_worker_exit)(struct app_replacement *r, struct worker *w);
+    /* The app is stopping: the replacement ends as failed. */
+    void (*abort)(struct app_replacement *r, const char *why);
+    /* For a person: "reload", "restart", "memory replacement". */
+    const char *(*describe)(const struct app_replacement *r);
+};
+struct app_replacement {
+    const struct app_replacement_ops *ops;
+};
 
 /* Upper bounds (seconds) of the reload duration histogram; one more bucket is +Inf. */
 #define APP_RELOAD_BUCKETS 8
@@ -40,10 +89,10 @@ struct slot {
 };
 
 struct app {
-    struct master *m;
+    const struct app_host *host;
     const struct config_app *cfg;   /* the current config: what new workers start with ... */
     struct config *cfg_owner;       /* ... kept alive by this reference */
-    struct reload *reload;          /* the replacement in progress, if any */
+    struct app_replacement *replacing;  /* the replacement in progress, if any */
     bool removed;                   /* gone from the config: freed once stopped */
     struct sweep_node swept;        /* freed from the sweeper once removed */
     char *name;
@@ -76,7 +125,7 @@ struct app {
  * failed, points *ret_failed at the address (for "bind('ADDR') failed: ..."); nothing is left
  * open. Resolves `user` (refusing an unknown one with -ESRCH).
  */
-int app_new(struct master *m, struct config *owner, const struct config_app *cfg,
+int app_new(const struct app_host *host, struct config *owner, const struct config_app *cfg,
             struct app **ret, const struct address **ret_failed);
 
 /* The listener bound to addr, or NULL. */
@@ -107,8 +156,8 @@ int app_slots_resize(struct app *app, unsigned n);
  * bind returns -errno with *ret_failed at the address; nothing is started. */
 int app_start(struct app *app, const struct address **ret_failed);
 
-/* Stops the app: its workers leave through the six phases; the app reports to the master once
- * none is left (master_on_app_stopped). Returns 0 or -ENOMEM. */
+/* Stops the app: its workers leave through the six phases; the app reports on_stopped once none
+ * is left (from a later callback, or right away when it had none). Returns 0 or -ENOMEM. */
 int app_stop(struct app *app);
 
 /* Marks the app stopping and cancels pending restarts, without touching its workers (the

@@ -355,7 +355,7 @@ static void client_check_wait(struct client *cl)
             struct slot *s = app->slots[slot];
             if (ev_is_active(&s->restart_w)) {
                 client_fail(cl, "app '%s': worker %u failed to start; restarting in %.1f s",
-                            app->name, slot, ev_timer_remaining(app->m->loop, &s->restart_w));
+                            app->name, slot, ev_timer_remaining(app->host->loop, &s->restart_w));
             } else {
                 client_fail(cl, "app '%s': worker %u failed to start and is not restarted",
                             app->name, slot);
@@ -789,9 +789,7 @@ static void control_forget_reports(struct client *cl)
     struct master *m = cl->c->m;
     master_forget(m, cl);
     for (size_t i = 0; i < m->n_apps; i++) {
-        if (m->apps[i]->reload) {
-            reload_forget(m->apps[i]->reload, cl);
-        }
+        reload_forget(reload_of_app(m->apps[i]), cl);
     }
 }
 

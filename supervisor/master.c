@@ -302,7 +302,7 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
                 continue;
             }
             m->apps = apps;
-            r = app_new(m, cfg, ca, &m->apps[m->n_apps], &failed);
+            r = app_new(&m->host, cfg, ca, &m->apps[m->n_apps], &failed);
             if (r < 0) {
                 char msg[512];
                 snprintf(msg, sizeof msg, "%s%s%s: %s", failed ? "bind('" : "starting",
@@ -373,7 +373,7 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
     return 0;
 }
 
-void master_on_app_changed(struct master *m, struct app *app)
+static void master_on_app_changed(struct master *m, struct app *app)
 {
     control_on_app_changed(m->control, app);
     if (!m->systemd_ready_sent && master_is_ready(m)) {
@@ -394,7 +394,7 @@ static bool master_all_stopped(const struct master *m)
     return true;
 }
 
-void master_on_app_stopped(struct master *m, struct app *app)
+static void master_on_app_stopped(struct master *m, struct app *app)
 {
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL, "app stopped");
     control_on_app_changed(m->control, app);
@@ -487,6 +487,7 @@ void master_stop(struct master *m, bool fast)
     }
     /* initiated: from here on the master reports not-ready. */
     m->state = MASTER_STOPPING;
+    m->running = false;
     log_info("shutdown initiated%s", fast ? " (fast)" : "");
     master_tell_systemd(m, "STOPPING=1");
     size_t n = 0;
@@ -580,14 +581,14 @@ static void master_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     }
 }
 
-void master_metrics_changed(struct master *m)
+static void master_metrics_changed(struct master *m)
 {
     for (size_t i = 0; i < 2; i++) {
         m->pages[i].at = 0;
     }
 }
 
-int master_page(struct master *m, const char *format, const char **ret_body)
+static int master_page(struct master *m, const char *format, const char **ret_body)
 {
     bool json = strcmp(format, "json") == 0;
     if (!json && strcmp(format, "text") != 0) {
@@ -763,6 +764,42 @@ static void master_kill_orphans(void)
     fclose(f);
 }
 
+/* ---- what the apps tell the master ---- */
+
+static void master_app_changed(void *owner, struct app *app)
+{
+    master_on_app_changed(owner, app);
+}
+
+static void master_app_stopped(void *owner, struct app *app)
+{
+    master_on_app_stopped(owner, app);
+}
+
+static int master_app_replace_over_memory(void *owner, struct app *app, struct worker *w)
+{
+    unsigned slot = w->slot;
+    return reload_start(app, NULL, NULL, &slot, 1, WORKER_REASON_MEMORY, NULL, NULL, NULL);
+}
+
+static void master_app_metrics(void *owner)
+{
+    master_metrics_changed(owner);
+}
+
+static int master_app_page(void *owner, const char *format, const char **ret_body)
+{
+    return master_page(owner, format, ret_body);
+}
+
+static const struct app_ops master_app_ops = {
+    .on_changed = master_app_changed,
+    .on_stopped = master_app_stopped,
+    .replace_over_memory = master_app_replace_over_memory,
+    .on_metrics = master_app_metrics,
+    .page = master_app_page,
+};
+
 static int master_setup(struct master *m)
 {
     struct config *cfg = m->cfg;
@@ -827,6 +864,19 @@ static int master_setup(struct master *m)
         return r;
     }
 
+    m->host = (struct app_host){
+        .loop = m->loop,
+        .sweep = &m->sweep,
+        .shutdowns = &m->shutdowns,
+        .cfg = &m->cfg,
+        .null_fd = m->null_fd,
+        .notify_path = m->notify_path,
+        .state_dir = m->state_dir,
+        .running = &m->running,
+        .ops = &master_app_ops,
+        .owner = m,
+    };
+
     /* Every listen address of every app is bound before any worker starts. */
     m->apps = calloc(cfg->n_apps, sizeof *m->apps);
     if (!m->apps) {
@@ -834,7 +884,7 @@ static int master_setup(struct master *m)
     }
     for (size_t i = 0; i < cfg->n_apps; i++) {
         const struct address *failed = NULL;
-        r = app_new(m, cfg, &cfg->apps[i], &m->apps[i], &failed);
+        r = app_new(&m->host, cfg, &cfg->apps[i], &m->apps[i], &failed);
         if (r < 0) {
             if (failed) {
                 log_record(LOG_ERROR, (struct log_origin){cfg->apps[i].name, -1, 0}, NULL,
@@ -937,6 +987,7 @@ int master_run(struct config *cfg)
     log_info("drover %s started (pid %d, %zu app%s)", DROVER_VERSION, (int)getpid(), m->n_apps,
              m->n_apps == 1 ? "" : "s");
     m->state = MASTER_RUNNING;
+    m->running = true;
     for (size_t i = 0; i < m->n_apps; i++) {
         (void)app_start(m->apps[i], NULL); /* bound by app_new: nothing can fail */
     }

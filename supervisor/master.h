@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "app.h"
 #include "config.h"
 #include "shutdown.h"
 #include "sweep.h"
@@ -42,6 +43,8 @@ struct master {
     bool killed;                /* SIGKILL went to every worker (fast path or last resort) */
     struct shutdown *shutdown;  /* the supervisor's phase run, while it lasts */
     struct shutdown_set shutdowns;  /* every phase run in progress */
+    struct app_host host;       /* what every app gets of the master */
+    bool running;               /* state == MASTER_RUNNING, for the apps */
     ev_tstamp started_at;
     ev_signal signal_w[9];
     int notify_fd;
@@ -88,23 +91,9 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
 /* The requester of a reload went away; no more reports to data. */
 void master_forget(struct master *m, void *data);
 
-/* Something about app's workers changed (one became ready, one exited): lets waiters such as
- * control requests and the readiness reported to systemd look again. */
-void master_on_app_changed(struct master *m, struct app *app);
-
-/* Called by an app once its last worker has gone while it was stopping. */
-void master_on_app_stopped(struct master *m, struct app *app);
-
 struct app *master_app_find(struct master *m, const char *name);
 struct worker *master_worker_by_pid(struct master *m, pid_t pid);
 
-/* The combined page a worker asked for (SPEC section 4) in format "text" or "json", borrowed
- * until the loop runs again. Pages asked for in the same loop turn with no snapshot in between
- * are rendered once. Returns 0, -EINVAL (format) or -ENOMEM. */
-int master_page(struct master *m, const char *format, const char **ret_body);
-
-/* A worker's metrics changed: a cached page is stale. */
-void master_metrics_changed(struct master *m);
 
 /* Every app has at least one ready worker and no shutdown began. */
 bool master_is_ready(const struct master *m);

@@ -23,7 +23,6 @@
 #include "app.h"
 #include "log.h"
 #include "logbuf.h"
-#include "master.h"
 #include "shutdown.h"
 
 /* Lines of a failed worker's output quoted in the log record and the result. */
@@ -44,6 +43,7 @@ struct reload_rec {
 };
 
 struct reload {
+    struct app_replacement base;    /* how the app sees it: first, so the two convert */
     struct app *app;
     enum worker_reason reason;
     bool changes_config;
@@ -72,7 +72,7 @@ static struct log_origin reload_origin(const struct reload *r)
 
 static ev_tstamp reload_now(const struct reload *r)
 {
-    return ev_now(r->app->m->loop);
+    return ev_now(r->app->host->loop);
 }
 
 static const char *reload_verb(const struct reload *r)
@@ -143,7 +143,7 @@ static void reload_finish(struct reload *r, bool ok)
     struct app *app = r->app;
     double secs = reload_now(r) - r->started_at;
     const char *outcome = ok ? "done" : r->rolling_back ? "rolled_back" : "failed";
-    app->reload = NULL;
+    app->replacing = NULL;
     if (ok) {
         /* A reload that shrank the app retires the slots above the new count last, once the
          * new generation serves in full. */
@@ -189,7 +189,7 @@ static void reload_finish(struct reload *r, bool ok)
     free(r->error);
     free(r->recs);
     free(r);
-    master_on_app_changed(app->m, app);
+    app->host->ops->on_changed(app->host->owner, app);
 }
 
 static bool reload_is_settled(const struct reload *r)
@@ -257,7 +257,7 @@ static bool reload_next_batch(struct reload *r)
     return true;
 }
 
-bool reload_on_worker_ready(struct reload *r, struct worker *w)
+static bool reload_on_worker_ready(struct reload *r, struct worker *w)
 {
     struct app *app = r->app;
     for (size_t i = 0; i < r->n; i++) {
@@ -270,7 +270,7 @@ bool reload_on_worker_ready(struct reload *r, struct worker *w)
         r->starting--;
         struct slot *s = rec->slot < app->n_slots ? app->slots[rec->slot] : NULL;
         if (s) {
-            ev_timer_stop(app->m->loop, &s->restart_w);
+            ev_timer_stop(app->host->loop, &s->restart_w);
             if (s->worker && s->worker != rec->old && s->worker != w && !s->worker->retire) {
                 /* The slot refilled itself meanwhile (its old worker crashed): that refill is
                  * surplus now. */
@@ -314,7 +314,7 @@ static void reload_collect_line(const struct logbuf_line *line, void *data)
     }
 }
 
-bool reload_on_worker_exit(struct reload *r, struct worker *w)
+static bool reload_on_worker_exit(struct reload *r, struct worker *w)
 {
     for (size_t i = 0; i < r->n; i++) {
         struct reload_rec *rec = &r->recs[i];
@@ -454,11 +454,52 @@ void reload_forget(struct reload *r, void *data)
     }
 }
 
+/* ---- as the app sees it ---- */
+
+static struct reload *reload_of(struct app_replacement *base)
+{
+    return (struct reload *)(void *)base;
+}
+
+static bool reload_app_worker_ready(struct app_replacement *base, struct worker *w)
+{
+    return reload_on_worker_ready(reload_of(base), w);
+}
+
+static bool reload_app_worker_exit(struct app_replacement *base, struct worker *w)
+{
+    return reload_on_worker_exit(reload_of(base), w);
+}
+
+static void reload_app_abort(struct app_replacement *base, const char *why)
+{
+    reload_abort(reload_of(base), why);
+}
+
+static const char *reload_app_describe(const struct app_replacement *base)
+{
+    return reload_describe((const struct reload *)(const void *)base);
+}
+
+static const struct app_replacement_ops reload_replacement_ops = {
+    .on_worker_ready = reload_app_worker_ready,
+    .on_worker_exit = reload_app_worker_exit,
+    .abort = reload_app_abort,
+    .describe = reload_app_describe,
+};
+
+struct reload *reload_of_app(struct app *app)
+{
+    return app->replacing && app->replacing->ops == &reload_replacement_ops
+               ? reload_of(app->replacing)
+               : NULL;
+}
+
 int reload_start(struct app *app, struct config *owner, const struct config_app *new_cfg,
                  const unsigned *slots, size_t n_slots, enum worker_reason reason,
                  reload_report_fn report, void *data, char **ret_error)
 {
-    if (app->reload) {
+    if (app->replacing) {
         return -EBUSY;
     }
     /* An errored app may be reloaded or restarted: that is how it is mended. */
@@ -493,7 +534,7 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
     r->reason = reason;
     r->report = report;
     r->data = data;
-    r->started_at = ev_now(app->m->loop);
+    r->started_at = ev_now(app->host->loop);
     r->old_owner = config_ref(app->cfg_owner);
     r->old_cfg = app->cfg;
     r->old_generation = app->generation;
@@ -520,7 +561,8 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
             return -ENOMEM;
         }
     }
-    app->reload = r;
+    r->base.ops = &reload_replacement_ops;
+    app->replacing = &r->base;
     log_record(LOG_INFO, reload_origin(r), NULL, "%s started: %zu slot(s), batch %u, generation %u",
                reload_verb(r), n, app->cfg->reload_batch, app->generation);
     reload_next_batch(r);

@@ -45,14 +45,12 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
 /* What the replacement is, for a person: "reload", "restart", "memory replacement". */
 const char *reload_describe(const struct reload *r);
 
+/* The replacement in progress on app, or NULL. */
+struct reload *reload_of_app(struct app *app);
+
 /* The requester went away: no more reports to it. */
 void reload_forget(struct reload *r, void *data);
 
-/* From the app. Return true when the event belongs to the replacement, which then handles it
- * (the app does not apply its restart policy). */
-bool reload_on_worker_ready(struct reload *r, struct worker *w);
-bool reload_on_worker_exit(struct reload *r, struct worker *w);
-
 /* The app is being stopped or removed: the replacement ends as failed, killing its surge
- * workers. */
+ * workers. (The app calls it through its app_replacement_ops.) */
 void reload_abort(struct reload *r, const char *why);

@@ -50,7 +50,7 @@ static json_t *status_worker_json(struct app *app, const struct status_row *row,
     struct worker *w = row->w;
     if (!w) {
         /* A slot between two workers, waiting out its backoff delay. */
-        double in = ev_timer_remaining(app->m->loop, &row->s->restart_w);
+        double in = ev_timer_remaining(app->host->loop, &row->s->restart_w);
         return json_pack("{s:I, s:i, s:s, s:I, s:f, s:I, s:I, s:f, s:f}", "slot",
                          (json_int_t)row->slot, "pid", 0, "state", "backoff", "generation",
                          (json_int_t)app->generation, "uptime_s", 0.0, "restarts",
