@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,7 @@ struct client {
 
 struct control {
     struct master *m;
+    struct master_observer observer;
     char *path;
     dev_t dev;
     ino_t ino;
@@ -124,6 +126,13 @@ struct control {
 
 static void client_close(struct client *cl);
 static void client_check_wait(struct client *cl);
+static void control_observe_app(struct master_observer *o, struct app *app);
+static void control_observe_phase(struct master_observer *o, enum wire_phase phase);
+
+static struct control *control_of(struct master_observer *o)
+{
+    return (struct control *)(void *)((char *)o - offsetof(struct control, observer));
+}
 static void client_on_log_line(const struct logbuf_line *line, void *data);
 
 /* ---- output ---- */
@@ -1330,6 +1339,9 @@ int control_open(struct master *m, struct control **ret)
     c->pause_w.data = c;
     ev_init(&c->stop_w, control_on_stop_timer);
     c->stop_w.data = c;
+    c->observer.on_app_changed = control_observe_app;
+    c->observer.on_phase = control_observe_phase;
+    master_observe(m, &c->observer);
     *ret = c;
     c = NULL;
     fd = -1;
@@ -1350,9 +1362,11 @@ out:
     return r;
 }
 
-void control_close(struct control *c)
+/* Closes every client and the socket, and removes the socket file; the struct stays until
+ * control_close(). Idempotent. */
+static void control_shutdown(struct control *c)
 {
-    if (!c) {
+    if (c->fd == -1) {
         return;
     }
     struct ev_loop *loop = c->m->loop;
@@ -1373,11 +1387,35 @@ void control_close(struct control *c)
     ev_timer_stop(loop, &c->pause_w);
     ev_timer_stop(loop, &c->stop_w);
     close(c->fd);
+    c->fd = -1;
     /* Remove the file only if it is still ours: never another drover's socket. */
     struct stat st;
     if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino) {
         unlink(c->path);
     }
+}
+
+void control_close(struct control *c)
+{
+    if (!c) {
+        return;
+    }
+    control_shutdown(c);
+    master_unobserve(c->m, &c->observer);
     free(c->path);
     free(c);
+}
+
+static void control_observe_app(struct master_observer *o, struct app *app)
+{
+    control_on_app_changed(control_of(o), app);
+}
+
+/* cleanup (SPEC section 5): the master's sockets and files go. droverctl stop sees the socket
+ * close and knows the shutdown has come this far. */
+static void control_observe_phase(struct master_observer *o, enum wire_phase phase)
+{
+    if (phase == WIRE_PHASE_CLEANUP) {
+        control_shutdown(control_of(o));
+    }
 }

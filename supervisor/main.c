@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
+#include "control.h"
 #include "log.h"
 #include "master.h"
 
@@ -39,6 +41,45 @@ static void usage(FILE *f)
             "                         delay   after 1 s of uptime\n"
             "                         none    as soon as it has started\n");
 }
+
+/* The parts of drover above the master, in the order they open (SPEC section 7 first: a second
+ * drover on the same control socket is told so before it touches any listen address). */
+static int main_open_control(struct master *m, void **ret)
+{
+    struct control *c = NULL;
+    int r = control_open(m, &c);
+    *ret = c;
+    return r;
+}
+
+static void main_close_control(void *part)
+{
+    control_close(part);
+}
+
+static int main_open_admin(struct master *m, void **ret)
+{
+    struct admin *a = NULL;
+    int r = admin_open(m, &a);
+    *ret = a;
+    return r;
+}
+
+static void main_close_admin(void *part)
+{
+    admin_close(part);
+}
+
+static const struct master_part main_parts[] = {
+    {main_open_control, main_close_control},
+    {main_open_admin, main_close_admin},
+};
+
+static const struct master_extensions main_extensions = {
+    .parts = main_parts,
+    .n_parts = sizeof main_parts / sizeof main_parts[0],
+    .page = admin_render_metrics,
+};
 
 int main(int argc, char **argv)
 {
@@ -143,7 +184,7 @@ int main(int argc, char **argv)
         config_free(cfg);
         return MASTER_EXIT_STARTUP;
     }
-    int status = master_run(cfg);
+    int status = master_run(cfg, &main_extensions);
     log_close();
     return status;
 }

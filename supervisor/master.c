@@ -23,9 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin.h"
 #include "app.h"
-#include "control.h"
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
@@ -373,9 +371,38 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
     return 0;
 }
 
+void master_observe(struct master *m, struct master_observer *o)
+{
+    o->next = m->observers;
+    m->observers = o;
+}
+
+void master_unobserve(struct master *m, struct master_observer *o)
+{
+    for (struct master_observer **p = &m->observers; *p; p = &(*p)->next) {
+        if (*p == o) {
+            *p = o->next;
+            return;
+        }
+    }
+}
+
+static void master_tell_observers(struct master *m, struct app *app, int phase)
+{
+    struct master_observer *next;
+    for (struct master_observer *o = m->observers; o; o = next) {
+        next = o->next; /* o may unobserve itself */
+        if (app && o->on_app_changed) {
+            o->on_app_changed(o, app);
+        } else if (!app && o->on_phase) {
+            o->on_phase(o, (enum wire_phase)phase);
+        }
+    }
+}
+
 static void master_on_app_changed(struct master *m, struct app *app)
 {
-    control_on_app_changed(m->control, app);
+    master_tell_observers(m, app, 0);
     if (!m->systemd_ready_sent && master_is_ready(m)) {
         m->systemd_ready_sent = true;
         log_info("every app has its workers ready");
@@ -397,7 +424,7 @@ static bool master_all_stopped(const struct master *m)
 static void master_on_app_stopped(struct master *m, struct app *app)
 {
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL, "app stopped");
-    control_on_app_changed(m->control, app);
+    master_tell_observers(m, app, 0);
     if (app->removed && m->state == MASTER_RUNNING) {
         master_remove_app(m, app);
     }
@@ -441,11 +468,10 @@ static void master_on_shutdown_timer(struct ev_loop *loop, ev_timer *t, int reve
 static void master_on_phase(struct shutdown *s, enum wire_phase phase, void *data)
 {
     struct master *m = data;
+    master_tell_observers(m, NULL, (int)phase);
     if (phase != WIRE_PHASE_CLEANUP) {
         return;
     }
-    control_close(m->control);
-    m->control = NULL;
     for (size_t i = 0; i < m->n_apps; i++) {
         struct app *app = m->apps[i];
         for (size_t j = 0; j < app->n_listeners; j++) {
@@ -599,7 +625,7 @@ static int master_page(struct master *m, const char *format, const char **ret_bo
     if (!p->body || p->at != now) {
         char *body = NULL;
         size_t len = 0;
-        int r = admin_render_metrics(m, format, &body, &len);
+        int r = m->ext->page(m, format, &body, &len);
         if (r < 0) {
             return r;
         }
@@ -852,16 +878,13 @@ static int master_setup(struct master *m)
     m->notify_w.data = m;
     ev_io_start(m->loop, &m->notify_w);
 
-    /* The control socket first: if another drover runs with the same socket, say that, rather
-     * than fail later on its listen addresses. */
-    r = control_open(m, &m->control);
-    if (r < 0) {
-        return r;
-    }
-
-    r = admin_open(m, &m->admin);
-    if (r < 0) {
-        return r;
+    /* The control socket first (the first part): if another drover runs with the same socket,
+     * say that, rather than fail later on its listen addresses. */
+    for (size_t i = 0; i < m->ext->n_parts; i++) {
+        r = m->ext->parts[i].open(m, &m->parts[i]);
+        if (r < 0) {
+            return r;
+        }
     }
 
     m->host = (struct app_host){
@@ -923,10 +946,14 @@ static void master_teardown(struct master *m)
     }
     ev_timer_stop(m->loop, &m->shutdown_w);
     shutdown_abandon_all(&m->shutdowns);
-    /* Before any app goes: a `logs -f` client is registered with the apps' log rings. Normally
-     * closed at the cleanup phase already; this covers a loop that ended without it. */
-    control_close(m->control);
-    m->control = NULL;
+    /* Before any app goes: a `logs -f` client of the control socket is registered with the
+     * apps' log rings. */
+    for (size_t i = m->ext->n_parts; i > 0; i--) {
+        if (m->parts[i - 1]) {
+            m->ext->parts[i - 1].close(m->parts[i - 1]);
+            m->parts[i - 1] = NULL;
+        }
+    }
     for (size_t i = 0; i < m->n_apps; i++) {
         struct app *app = m->apps[i];
         /* Workers still listed here could not be reaped in time; they are SIGKILLed already
@@ -943,7 +970,6 @@ static void master_teardown(struct master *m)
     }
     sweep_done(&m->sweep);
     free(m->apps);
-    admin_close(m->admin);
     if (m->notify_fd >= 0) {
         ev_io_stop(m->loop, &m->notify_w);
         close(m->notify_fd);
@@ -964,13 +990,13 @@ static void master_teardown(struct master *m)
     config_unref(m->cfg);
 }
 
-int master_run(struct config *cfg)
+int master_run(struct config *cfg, const struct master_extensions *ext)
 {
-    struct master master = {.cfg = cfg, .notify_fd = -1, .null_fd = -1};
+    struct master master = {.cfg = cfg, .ext = ext, .notify_fd = -1, .null_fd = -1};
     struct master *m = &master;
     int status = MASTER_EXIT_STARTUP;
 
-    m->loop = ev_default_loop(EVFLAG_AUTO);
+    m->loop = ext->n_parts <= MASTER_PARTS_MAX ? ev_default_loop(EVFLAG_AUTO) : NULL;
     if (!m->loop) {
         fprintf(stderr, "drover: cannot create the event loop\n");
         config_free(cfg);

@@ -18,14 +18,46 @@
 
 #include "app.h"
 #include "config.h"
+#include "wire.h"
 #include "shutdown.h"
 #include "sweep.h"
 
 struct app;
 struct worker;
-struct control;
-struct admin;
 struct shutdown;
+struct master;
+
+/*
+ * Who watches the master (the control socket, for one): told of every app change and of every
+ * phase of the supervisor's own shutdown, from the master's loop callbacks. An observer may
+ * unobserve itself from inside its callback.
+ */
+struct master_observer {
+    struct master_observer *next;
+    void (*on_app_changed)(struct master_observer *o, struct app *app);
+    void (*on_phase)(struct master_observer *o, enum wire_phase phase);
+};
+
+/* A part of drover that lives above the master and as long as it (the control socket, the
+ * admin endpoint): opened after the master's own sockets and before any app binds its
+ * addresses, closed before the apps go. open logs its own failure. */
+struct master_part {
+    int (*open)(struct master *m, void **ret);
+    void (*close)(void *part);
+};
+
+/* Renders the combined metrics page in format ("text" or "json"). Returns 0 or -errno. */
+typedef int (*master_page_fn)(struct master *m, const char *format, char **ret_body,
+                              size_t *ret_len);
+
+#define MASTER_PARTS_MAX 4
+
+/* What main.c adds to the master from the layers above it. */
+struct master_extensions {
+    const struct master_part *parts;
+    size_t n_parts;
+    master_page_fn page;
+};
 
 enum master_state { MASTER_STARTING, MASTER_RUNNING, MASTER_STOPPING };
 
@@ -59,8 +91,9 @@ struct master {
     bool systemd_ready_sent;
     ev_timer watchdog_w;        /* WATCHDOG=1 at half of WATCHDOG_USEC */
     char *status_line;          /* the last STATUS= sent, to send only changes */
-    struct control *control;
-    struct admin *admin;
+    const struct master_extensions *ext;
+    void *parts[MASTER_PARTS_MAX];  /* what ext->parts[i].open gave */
+    struct master_observer *observers;
     struct master_page {        /* the last combined page a worker asked for, per format */
         char *body;
         size_t len;
@@ -69,10 +102,15 @@ struct master {
 };
 
 /*
- * Runs the supervisor for cfg (taking ownership of it) until it stops. Returns the exit status
- * (MASTER_EXIT_*). Startup failures are logged here, naming the address or path and the errno.
+ * Runs the supervisor for cfg (taking ownership of it) with the extensions ext until it stops.
+ * Returns the exit status (MASTER_EXIT_*). Startup failures are logged here, naming the address
+ * or path and the errno.
  */
-int master_run(struct config *cfg);
+int master_run(struct config *cfg, const struct master_extensions *ext);
+
+/* Adds or removes an observer (see struct master_observer). */
+void master_observe(struct master *m, struct master_observer *o);
+void master_unobserve(struct master *m, struct master_observer *o);
 
 /* Begins the supervisor's shutdown; fast = kill everything now. */
 void master_stop(struct master *m, bool fast);
