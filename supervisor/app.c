@@ -581,6 +581,14 @@ out:
  * Everywhere else (reloads, restarts, crashes) the sockets stay, and a client waits a moment
  * in the backlog instead.
  */
+static void app_on_stopped_swept(struct sweep_node *node)
+{
+    struct app *app = SWEEP_OWNER(node, struct app, stopped);
+    if (app->state == APP_STOPPED) { /* not started again meanwhile */
+        app->host->ops->on_stopped(app->host->owner, app);
+    }
+}
+
 static void app_become_stopped(struct app *app)
 {
     app_set_state(app, APP_STOPPED, NULL);
@@ -593,7 +601,8 @@ static void app_become_stopped(struct app *app)
         listener_close(&app->listeners[i]);
     }
     app->n_listeners = 0;
-    app->host->ops->on_stopped(app->host->owner, app);
+    /* Reported from the sweeper: the caller of app_stop() may be going through its apps. */
+    sweep_add(app->host->sweep, &app->stopped, app_on_stopped_swept);
 }
 
 int app_start(struct app *app, const struct address **ret_failed)

@@ -19,6 +19,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "listener.h"
+#include "sweep.h"
 #include "worker.h"
 
 struct app;
@@ -95,6 +96,7 @@ struct app {
     struct app_replacement *replacing;  /* the replacement in progress, if any */
     bool removed;                   /* gone from the config: freed once stopped */
     struct sweep_node swept;        /* freed from the sweeper once removed */
+    struct sweep_node stopped;      /* "stopped" is reported from the sweeper */
     char *name;
     struct listener *listeners;     /* every address any live worker uses (a reload may add) */
     size_t n_listeners;

@@ -118,7 +118,6 @@ struct control {
     int fd;
     ev_io accept_w;
     ev_timer pause_w;
-    ev_timer stop_w;            /* `stop`: the supervisor's shutdown begins on its own turn */
     struct client *clients;
     unsigned n_clients;
     ev_tstamp refused_logged_at;
@@ -542,13 +541,6 @@ static void control_stop_app(struct client *cl, struct app *app)
     client_park(cl, WAIT_STOP, app, 0);
 }
 
-static void control_on_stop_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct control *c = t->data;
-    /* Last: the shutdown may close this module from within. */
-    master_stop(c->m, false);
-}
-
 static void control_stop(struct client *cl, const struct wire_request *req)
 {
     struct control *c = cl->c;
@@ -566,10 +558,7 @@ static void control_stop(struct client *cl, const struct wire_request *req)
     cl->wait = WAIT_SHUTDOWN;
     if (c->m->state != MASTER_STOPPING) {
         log_info("shutdown requested (droverctl, uid %d, pid %d)", (int)cl->uid, (int)cl->pid);
-        /* Not from here: master_stop() may reach back into this module, whose caller (this
-         * client's read callback) is still running. */
-        ev_timer_set(&c->stop_w, 0., 0.);
-        ev_timer_start(c->m->loop, &c->stop_w);
+        master_stop(c->m, false);
     }
 }
 
@@ -677,23 +666,11 @@ static void client_on_log_line(const struct logbuf_line *line, void *data)
     free(text);
 }
 
-/* Whether app is still one of the master's: a reload may remove an app that was stopped
- * already, without a word to this module, and the sweeper frees it with its logbuf. */
-static bool control_app_is_live(const struct master *m, const struct app *app)
-{
-    for (size_t i = 0; i < m->n_apps; i++) {
-        if (m->apps[i] == app) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static void client_unfollow(struct client *cl)
 {
     for (size_t i = 0; i < cl->n_taps; i++) {
         struct app *app = cl->taps[i].app;
-        if (app && control_app_is_live(cl->c->m, app)) {
+        if (app) { /* a removed app's taps are dropped when the master says so */
             logbuf_unfollow(app->logbuf, client_on_log_line, &cl->taps[i]);
         }
     }
@@ -795,11 +772,8 @@ static void control_on_reload_report(json_t *msg, bool final, void *data)
 /* The client is going: nobody is left to report to. */
 static void control_forget_reports(struct client *cl)
 {
-    struct master *m = cl->c->m;
-    master_forget(m, cl);
-    for (size_t i = 0; i < m->n_apps; i++) {
-        reload_forget(reload_of_app(m->apps[i]), cl);
-    }
+    master_forget(cl->c->m, cl);
+    reload_forget(cl);
 }
 
 static void control_reload(struct client *cl, const struct wire_request *req)
@@ -807,14 +781,13 @@ static void control_reload(struct client *cl, const struct wire_request *req)
     if (!client_check_running(cl)) {
         return;
     }
-    /* Parked first: a reload with nothing to wait for reports its result from within. */
-    cl->wait = WAIT_RELOAD;
-    cl->wait_started = ev_now(cl->c->m->loop);
     char *why = NULL;
     int r = master_reload(cl->c->m, req->app, control_on_reload_report, cl, &why);
     if (r < 0) {
-        cl->wait = WAIT_NONE;
         client_fail(cl, "%s", why ? why : strerror(-r));
+    } else {
+        cl->wait = WAIT_RELOAD; /* the reports come from a later loop turn */
+        cl->wait_started = ev_now(cl->c->m->loop);
     }
     free(why);
 }
@@ -833,16 +806,16 @@ static void control_restart(struct client *cl, const struct wire_request *req)
     }
     log_record(LOG_INFO, (struct log_origin){app->name, req->slot, 0}, NULL,
                "restart requested (droverctl, uid %d)", (int)cl->uid);
-    cl->wait = WAIT_RELOAD;
-    cl->wait_started = ev_now(cl->c->m->loop);
     int r = reload_start(app, NULL, NULL, req->slot >= 0 ? &slot : NULL, req->slot >= 0 ? 1 : 0,
                          WORKER_REASON_MANUAL, control_on_reload_report, cl, NULL);
     if (r < 0) {
-        cl->wait = WAIT_NONE;
         client_fail(cl, "%s", r == -EBUSY ? "a reload or restart of this app is already running"
                               : r == -EINVAL ? "the app is not running"
                                              : strerror(-r));
+        return;
     }
+    cl->wait = WAIT_RELOAD; /* the reports come from a later loop turn */
+    cl->wait_started = ev_now(cl->c->m->loop);
 }
 
 static void control_metrics(struct client *cl, const struct wire_request *req)
@@ -1337,8 +1310,6 @@ int control_open(struct master *m, struct control **ret)
     ev_io_start(m->loop, &c->accept_w);
     ev_init(&c->pause_w, control_on_pause);
     c->pause_w.data = c;
-    ev_init(&c->stop_w, control_on_stop_timer);
-    c->stop_w.data = c;
     c->observer.on_app_changed = control_observe_app;
     c->observer.on_phase = control_observe_phase;
     master_observe(m, &c->observer);
@@ -1385,7 +1356,6 @@ static void control_shutdown(struct control *c)
     }
     ev_io_stop(loop, &c->accept_w);
     ev_timer_stop(loop, &c->pause_w);
-    ev_timer_stop(loop, &c->stop_w);
     close(c->fd);
     c->fd = -1;
     /* Remove the file only if it is still ours: never another drover's socket. */

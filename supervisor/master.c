@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,35 @@ bool master_is_ready(const struct master *m)
     return true;
 }
 
+void master_observe(struct master *m, struct master_observer *o)
+{
+    o->next = m->observers;
+    m->observers = o;
+}
+
+void master_unobserve(struct master *m, struct master_observer *o)
+{
+    for (struct master_observer **p = &m->observers; *p; p = &(*p)->next) {
+        if (*p == o) {
+            *p = o->next;
+            return;
+        }
+    }
+}
+
+static void master_tell_observers(struct master *m, struct app *app, int phase)
+{
+    struct master_observer *next;
+    for (struct master_observer *o = m->observers; o; o = next) {
+        next = o->next; /* o may unobserve itself */
+        if (app && o->on_app_changed) {
+            o->on_app_changed(o, app);
+        } else if (!app && o->on_phase) {
+            o->on_phase(o, (enum wire_phase)phase);
+        }
+    }
+}
+
 /* An app removed from the config has stopped: out of the list, freed by the sweeper. */
 static void master_remove_app(struct master *m, struct app *app)
 {
@@ -82,6 +112,7 @@ static void master_remove_app(struct master *m, struct app *app)
     }
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
                "app removed (no longer in the config)");
+    master_tell_observers(m, app, 0); /* removed and stopped: nothing may point at it now */
     app_free_later(app, &m->sweep);
 }
 
@@ -164,10 +195,15 @@ struct master_reload {
     size_t pending;
     bool ok;
     json_t *apps;
+    struct sweep_node deliver;  /* the result goes out from the sweeper */
 };
 
-static void master_reload_finish(struct master_reload *mr)
+/* The whole request's result, once every app's is in: from the sweeper, never from inside
+ * master_reload(), so a requester may act on it at once. */
+static void master_reload_on_deliver(struct sweep_node *node)
 {
+    struct master_reload *mr =
+        (struct master_reload *)(void *)((char *)node - offsetof(struct master_reload, deliver));
     struct master *m = mr->m;
     for (struct master_reload **p = &m->reloads; *p; p = &(*p)->next) {
         if (*p == mr) {
@@ -189,7 +225,7 @@ static void master_reload_finish(struct master_reload *mr)
 static void master_reload_release(struct master_reload *mr)
 {
     if (--mr->pending == 0) {
-        master_reload_finish(mr);
+        sweep_add(&mr->m->sweep, &mr->deliver, master_reload_on_deliver);
     }
 }
 
@@ -336,8 +372,10 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
         free(why);
     }
     if (!app_name) {
-        /* Apps gone from the file stop and go. */
-        for (size_t i = 0; i < m->n_apps; i++) {
+        /* Apps gone from the file stop and go: a stopped one now, the others once they have
+         * stopped (master_on_app_stopped). From the end, so a removal moves no app not yet
+         * looked at. */
+        for (size_t i = m->n_apps; i-- > 0;) {
             struct app *app = m->apps[i];
             if (!config_app_find(cfg, app->name) && !app->removed) {
                 app->removed = true;
@@ -345,12 +383,8 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
                                                           app->name, "outcome", "removed"));
                 if (app->state == APP_STOPPED) {
                     master_remove_app(m, app);
-                    i--;
                 } else {
                     (void)app_stop(app);
-                    if (i >= m->n_apps || m->apps[i] != app) {
-                        i--; /* it had no worker left and is gone already */
-                    }
                 }
             }
         }
@@ -369,35 +403,6 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
     config_unref(cfg);
     master_reload_release(mr);
     return 0;
-}
-
-void master_observe(struct master *m, struct master_observer *o)
-{
-    o->next = m->observers;
-    m->observers = o;
-}
-
-void master_unobserve(struct master *m, struct master_observer *o)
-{
-    for (struct master_observer **p = &m->observers; *p; p = &(*p)->next) {
-        if (*p == o) {
-            *p = o->next;
-            return;
-        }
-    }
-}
-
-static void master_tell_observers(struct master *m, struct app *app, int phase)
-{
-    struct master_observer *next;
-    for (struct master_observer *o = m->observers; o; o = next) {
-        next = o->next; /* o may unobserve itself */
-        if (app && o->on_app_changed) {
-            o->on_app_changed(o, app);
-        } else if (!app && o->on_phase) {
-            o->on_phase(o, (enum wire_phase)phase);
-        }
-    }
 }
 
 static void master_on_app_changed(struct master *m, struct app *app)
@@ -497,7 +502,8 @@ static void master_on_shutdown_done(struct shutdown *s, bool forced, void *data)
     }
 }
 
-void master_stop(struct master *m, bool fast)
+/* The shutdown itself (see master_stop()), run from the sweeper. */
+static void master_do_stop(struct master *m, bool fast)
 {
     if (m->state == MASTER_STOPPING) {
         if (fast && !m->killed) {
@@ -545,6 +551,23 @@ void master_stop(struct master *m, bool fast)
     }
 }
 
+static void master_on_stop_intent(struct sweep_node *node)
+{
+    struct master *m = (struct master *)(void *)((char *)node - offsetof(struct master, stop_node));
+    bool fast = m->stop_asked > 1;
+    m->stop_asked = 0;
+    master_do_stop(m, fast);
+}
+
+void master_stop(struct master *m, bool fast)
+{
+    unsigned want = fast ? 2 : 1;
+    if (want > m->stop_asked) {
+        m->stop_asked = want;
+    }
+    sweep_add(&m->sweep, &m->stop_node, master_on_stop_intent);
+}
+
 /* ---- signals ---- */
 
 static void master_scale_all(struct master *m, int delta)
@@ -574,7 +597,7 @@ static void master_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     case SIGTERM:
     case SIGINT:
         /* A second TERM or INT while stopping is the impatient operator: force it. */
-        master_stop(m, m->state == MASTER_STOPPING);
+        master_stop(m, m->state == MASTER_STOPPING || m->stop_asked > 0);
         break;
     case SIGQUIT:
         master_stop(m, true);
@@ -946,6 +969,7 @@ static void master_teardown(struct master *m)
     }
     ev_timer_stop(m->loop, &m->shutdown_w);
     shutdown_abandon_all(&m->shutdowns);
+    sweep_run(&m->sweep); /* what is owed to the apps and their askers, while they all exist */
     /* Before any app goes: a `logs -f` client of the control socket is registered with the
      * apps' log rings. */
     for (size_t i = m->ext->n_parts; i > 0; i--) {

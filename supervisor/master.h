@@ -83,6 +83,8 @@ struct master {
     char *notify_path;          /* what workers get as NOTIFY_SOCKET */
     ev_io notify_w;
     struct sweep sweep;         /* frees and results, after the running callbacks */
+    struct sweep_node stop_node;    /* a shutdown asked for, begun from the sweeper */
+    unsigned stop_asked;            /* 0 none, 1 graceful, 2 fast */
     struct master_reload *reloads;  /* reload requests in progress */
     ev_timer shutdown_w;        /* shutdown_timeout */
     int null_fd;                /* /dev/null, a worker's stdin */
@@ -112,7 +114,8 @@ int master_run(struct config *cfg, const struct master_extensions *ext);
 void master_observe(struct master *m, struct master_observer *o);
 void master_unobserve(struct master *m, struct master_observer *o);
 
-/* Begins the supervisor's shutdown; fast = kill everything now. */
+/* Asks for the supervisor's shutdown (fast = kill everything now). It begins once the running
+ * callbacks have returned, so any caller may ask from anywhere, the control socket included. */
 void master_stop(struct master *m, bool fast);
 
 /*

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "log.h"
 #include "logbuf.h"
 #include "shutdown.h"
+#include "sweep.h"
 
 /* Lines of a failed worker's output quoted in the log record and the result. */
 #define RELOAD_LAST_LINES 10
@@ -63,7 +65,63 @@ struct reload {
     json_t *last_output;
     reload_report_fn report;
     void *data;
+    json_t *outbox;         /* reports not yet delivered: [msg, final] pairs */
+    struct sweep_node deliver;
+    bool finished;          /* the final report is in the outbox: freed once delivered */
+    struct reload *next_all;
 };
+
+/* Every run whose reports are not all delivered, so that a requester that goes away can be
+ * forgotten by all of them (reload_forget). One master per process, so one list. */
+static struct reload *reload_all;
+
+static void reload_free(struct reload *r)
+{
+    for (struct reload **p = &reload_all; *p; p = &(*p)->next_all) {
+        if (*p == r) {
+            *p = r->next_all;
+            break;
+        }
+    }
+    json_decref(r->outbox);
+    json_decref(r->failed_slots);
+    json_decref(r->last_output);
+    config_unref(r->old_owner);
+    free(r->error);
+    free(r->recs);
+    free(r);
+}
+
+/* Delivers the reports queued so far, in order: never from inside the call that produced them
+ * (reload_start, a worker's event), always from the sweeper, once those calls have returned. */
+static void reload_on_deliver(struct sweep_node *node)
+{
+    struct reload *r = (struct reload *)(void *)((char *)node - offsetof(struct reload, deliver));
+    json_t *box = r->outbox;
+    r->outbox = json_array();
+    size_t i;
+    json_t *pair;
+    json_array_foreach(box, i, pair) {
+        /* looked up each time: a report may make the requester forget us */
+        if (r->report) {
+            r->report(json_array_get(pair, 0), json_is_true(json_array_get(pair, 1)), r->data);
+        }
+    }
+    json_decref(box);
+    if (r->finished) {
+        reload_free(r);
+    }
+}
+
+static void reload_emit(struct reload *r, json_t *msg, bool final)
+{
+    if (r->report && msg) {
+        json_array_append_new(r->outbox, json_pack("[o, b]", msg, final));
+    } else {
+        json_decref(msg);
+    }
+    sweep_add(r->app->host->sweep, &r->deliver, reload_on_deliver);
+}
 
 static struct log_origin reload_origin(const struct reload *r)
 {
@@ -125,19 +183,20 @@ static void reload_progress(struct reload *r, const struct reload_rec *rec, cons
     json_t *f = json_pack("{s:s, s:i, s:i, s:i}", "event", event, "slot", (int)rec->slot,
                           "old_pid", (int)rec->old_pid, "new_pid", (int)rec->new_pid);
     if (r->report) {
-        json_t *msg = json_pack("{s:{s:s, s:s, s:i, s:i, s:i, s:i}}", "progress", "app",
-                                r->app->name, "event", event, "slot", (int)rec->slot,
-                                "old_pid", (int)rec->old_pid, "new_pid", (int)rec->new_pid,
-                                "generation", (int)r->app->generation);
-        r->report(msg, false, r->data);
-        json_decref(msg);
+        reload_emit(r,
+                    json_pack("{s:{s:s, s:s, s:i, s:i, s:i, s:i}}", "progress", "app",
+                              r->app->name, "event", event, "slot", (int)rec->slot, "old_pid",
+                              (int)rec->old_pid, "new_pid", (int)rec->new_pid, "generation",
+                              (int)r->app->generation),
+                    false);
     }
     log_record(LOG_INFO, (struct log_origin){r->app->name, (int)rec->slot, rec->new_pid}, f,
                "%s%s: slot %u %s", reload_verb(r), r->rolling_back ? " (rollback)" : "",
                rec->slot, event);
 }
 
-/* Ends the run: reports, detaches from the app, frees. ok = every slot replaced. */
+/* Ends the run: detaches from the app and queues the result; the run is freed once that is
+ * delivered. ok = every slot replaced. */
 static void reload_finish(struct reload *r, bool ok)
 {
     struct app *app = r->app;
@@ -179,16 +238,8 @@ static void reload_finish(struct reload *r, bool ok)
     log_record(ok ? LOG_INFO : LOG_ERROR, reload_origin(r), f, "%s %s after %.0f ms%s%s",
                reload_verb(r), ok ? "done" : outcome, secs * 1000, r->error ? ": " : "",
                r->error ? r->error : "");
-    if (r->report) {
-        r->report(res, true, r->data);
-    }
-    json_decref(res);
-    json_decref(r->failed_slots);
-    json_decref(r->last_output);
-    config_unref(r->old_owner);
-    free(r->error);
-    free(r->recs);
-    free(r);
+    r->finished = true;
+    reload_emit(r, res, true);
     app->host->ops->on_changed(app->host->owner, app);
 }
 
@@ -446,11 +497,13 @@ void reload_abort(struct reload *r, const char *why)
     reload_finish(r, false);
 }
 
-void reload_forget(struct reload *r, void *data)
+void reload_forget(void *data)
 {
-    if (r && r->data == data) {
-        r->report = NULL;
-        r->data = NULL;
+    for (struct reload *r = reload_all; r; r = r->next_all) {
+        if (r->data == data) {
+            r->report = NULL;
+            r->data = NULL;
+        }
     }
 }
 
@@ -487,13 +540,6 @@ static const struct app_replacement_ops reload_replacement_ops = {
     .abort = reload_app_abort,
     .describe = reload_app_describe,
 };
-
-struct reload *reload_of_app(struct app *app)
-{
-    return app->replacing && app->replacing->ops == &reload_replacement_ops
-               ? reload_of(app->replacing)
-               : NULL;
-}
 
 int reload_start(struct app *app, struct config *owner, const struct config_app *new_cfg,
                  const unsigned *slots, size_t n_slots, enum worker_reason reason,
@@ -534,6 +580,9 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
     r->reason = reason;
     r->report = report;
     r->data = data;
+    r->outbox = json_array();
+    r->next_all = reload_all;
+    reload_all = r;
     r->started_at = ev_now(app->host->loop);
     r->old_owner = config_ref(app->cfg_owner);
     r->old_cfg = app->cfg;
@@ -555,9 +604,7 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
             app_set_config(app, r->old_owner, r->old_cfg);
             app->generation--;
             app_set_state(app, before, NULL);
-            config_unref(r->old_owner);
-            free(r->recs);
-            free(r);
+            reload_free(r);
             return -ENOMEM;
         }
     }

@@ -28,7 +28,8 @@ struct config_app;
 struct reload;
 
 /* Progress (final = false) or the result (final = true, then the reload is gone). msg is
- * borrowed for the call. */
+ * borrowed for the call. Always called from the sweeper, never from inside reload_start() or
+ * any other call: the requester may act on a result at once. */
 typedef void (*reload_report_fn)(json_t *msg, bool final, void *data);
 
 /*
@@ -45,11 +46,9 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
 /* What the replacement is, for a person: "reload", "restart", "memory replacement". */
 const char *reload_describe(const struct reload *r);
 
-/* The replacement in progress on app, or NULL. */
-struct reload *reload_of_app(struct app *app);
-
-/* The requester went away: no more reports to it. */
-void reload_forget(struct reload *r, void *data);
+/* The requester data went away: no run reports to it any more, including results already
+ * produced and not yet delivered. */
+void reload_forget(void *data);
 
 /* The app is being stopped or removed: the replacement ends as failed, killing its surge
  * workers. (The app calls it through its app_replacement_ops.) */
