@@ -191,7 +191,7 @@ static unsigned app_count_state(const struct app *app, size_t state)
     if (state == 4) {
         for (unsigned i = 0; i < app->n_slots; i++) {
             const struct slot *s = app->slots[i];
-            n += !s->worker && ev_is_active(&s->restart_w);
+            n += s->fsm.state == SLOT_BACKOFF;
         }
         return n;
     }

@@ -82,19 +82,16 @@ void app_set_state(struct app *app, enum app_state state, const char *why)
                app_state_to_string(state), why ? ": " : "", why ? why : "");
 }
 
-/* Fast crashes in a row after which a slot in backoff counts as crash-looping. */
-#define APP_CRASH_LOOP 2
-
 /* A slot that keeps failing fast: it waits out a backoff delay, or its next try is starting or
  * has not yet lived min_uptime (ready = none makes every try "ready" at once). */
 static bool slot_is_crash_looping(const struct slot *s, ev_tstamp now)
 {
-    if (s->backoff.fast_crashes < APP_CRASH_LOOP) {
+    if (!slot_machine_is_looping(&s->fsm)) {
         return false;
     }
     const struct worker *w = s->worker;
-    if (!w) {
-        return ev_is_active(&s->restart_w);
+    if (s->fsm.state != SLOT_FILLED || !w) {
+        return s->fsm.state == SLOT_BACKOFF;
     }
     return w->state == WORKER_STARTING ||
            (w->state == WORKER_READY &&
@@ -170,7 +167,6 @@ static void app_unlink(struct app *app, struct worker *w)
     }
 }
 
-static void slot_schedule(struct slot *s, uint64_t delay_ms);
 
 /* ---- what the app's workers report ---- */
 
@@ -248,36 +244,80 @@ static int app_spawn(struct app *app, unsigned slot, struct worker **ret)
     return 0;
 }
 
-/* Starts the slot's worker of the app's current generation; on failure retries later. */
-static void slot_spawn(struct slot *s)
+static struct slot_facts slot_facts_of(const struct slot *s)
+{
+    const struct config_app *cfg = s->app->cfg;
+    return (struct slot_facts){
+        .restart = cfg->restart,
+        .policy = {cfg->restart_delay_ms, cfg->restart_delay_max_ms, cfg->min_uptime_ms},
+        .random = (uint32_t)random(),
+    };
+}
+
+static void slot_spawn(struct slot *s);
+
+/*
+ * Feeds ev to the slot's machine (slot.h) and carries out what it decides. One log record per
+ * transition; the crash cells say more (delay, fast crashes) since that is what an operator
+ * looks for.
+ */
+static struct slot_step slot_feed(struct slot *s, enum slot_event ev, const struct slot_facts *f)
 {
     struct app *app = s->app;
+    struct slot_step st = slot_machine_step(&s->fsm, ev, f);
+    if (st.from != st.to && ev != SLOT_EV_CRASH) {
+        json_t *fields = json_pack("{s:s, s:s, s:s}", "slot_state", slot_state_to_string(st.to),
+                                   "from", slot_state_to_string(st.from), "event",
+                                   slot_event_to_string(ev));
+        log_record(LOG_DEBUG, app_origin(app, (int)s->id), fields, "slot %s: %s",
+                   slot_state_to_string(st.to), st.why ? st.why : slot_event_to_string(ev));
+    }
+    switch (st.action) {
+    case SLOT_DO_NOTHING:
+        break;
+    case SLOT_DO_SPAWN:
+        slot_spawn(s);
+        break;
+    case SLOT_DO_WAIT:
+        ev_timer_stop(app->host->loop, &s->restart_w);
+        ev_timer_set(&s->restart_w, (double)st.delay_ms / 1000.0, 0.);
+        ev_timer_start(app->host->loop, &s->restart_w);
+        break;
+    case SLOT_DO_CANCEL:
+        ev_timer_stop(app->host->loop, &s->restart_w);
+        break;
+    }
+    return st;
+}
+
+/* Starts the slot's worker of the app's current generation; on failure the machine retries it
+ * on the backoff schedule. */
+static void slot_spawn(struct slot *s)
+{
     struct worker *w = NULL;
-    if (app_spawn(app, s->id, &w) < 0) {
-        /* Out of fds or memory: a condition that may pass. Retry on the backoff schedule. */
-        struct backoff_policy p = {app->cfg->restart_delay_ms, app->cfg->restart_delay_max_ms,
-                                   app->cfg->min_uptime_ms};
-        slot_schedule(s, backoff_next(&s->backoff, &p, 0, (uint32_t)random()));
+    if (app_spawn(s->app, s->id, &w) < 0) {
+        struct slot_facts f = slot_facts_of(s);
+        (void)slot_feed(s, SLOT_EV_FILL_FAILED, &f);
         return;
     }
     s->worker = w;
+    (void)slot_feed(s, SLOT_EV_FILL, NULL);
 }
 
 static void slot_on_restart_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct slot *s = t->data;
     if (app_is_up(s->app)) {
-        slot_spawn(s);
+        (void)slot_feed(s, SLOT_EV_TIMER, NULL);
         s->app->host->ops->on_changed(s->app->host->owner, s->app);
     }
 }
 
-static void slot_schedule(struct slot *s, uint64_t delay_ms)
+void app_slot_replaced(struct app *app, unsigned slot, struct worker *w)
 {
-    struct ev_loop *loop = s->app->host->loop;
-    ev_timer_stop(loop, &s->restart_w);
-    ev_timer_set(&s->restart_w, (double)delay_ms / 1000.0, 0.);
-    ev_timer_start(loop, &s->restart_w);
+    struct slot *s = app->slots[slot];
+    s->worker = w;
+    (void)slot_feed(s, SLOT_EV_REPLACED, NULL);
 }
 
 static struct slot *slot_new(struct app *app, unsigned id)
@@ -288,7 +328,7 @@ static struct slot *slot_new(struct app *app, unsigned id)
     }
     s->app = app;
     s->id = id;
-    backoff_init(&s->backoff);
+    slot_machine_init(&s->fsm);
     ev_init(&s->restart_w, slot_on_restart_timer);
     s->restart_w.data = s;
     return s;
@@ -332,8 +372,9 @@ static void app_check_memory(struct app *app, struct worker *w)
     if (!w->over_memory) {
         w->over_memory = true;
         double uptime = now - w->started_at;
-        uint64_t delay = backoff_next(&s->backoff, &p, (uint64_t)(uptime * 1000.0),
-                                      (uint32_t)random());
+        struct slot_facts sf = slot_facts_of(s);
+        sf.uptime_ms = (uint64_t)(uptime * 1000.0);
+        uint64_t delay = slot_feed(s, SLOT_EV_MEMORY, &sf).delay_ms;
         w->memory_replace_at = now + (double)delay / 1000.0;
         json_t *f = json_pack("{s:I, s:I, s:I}", "rss_bytes", (json_int_t)w->stat.rss_bytes,
                               "max_memory", (json_int_t)cfg->max_memory, "delay_ms",
@@ -616,9 +657,8 @@ int app_start(struct app *app, const struct address **ret_failed)
     app_set_state(app, APP_RUNNING, NULL);
     for (unsigned i = 0; i < app->n_slots; i++) {
         struct slot *s = app->slots[i];
-        backoff_init(&s->backoff);
+        backoff_init(&s->fsm.backoff);
         /* A slot waiting out a backoff (an errored app started again) tries now instead. */
-        ev_timer_stop(loop, &s->restart_w);
         if (!s->worker) {
             slot_spawn(s);
         }
@@ -631,7 +671,6 @@ int app_start(struct app *app, const struct address **ret_failed)
 
 void app_halt(struct app *app)
 {
-    struct ev_loop *loop = app->host->loop;
     if (app->replacing) {
         app->replacing->ops->abort(app->replacing, "the app is stopping");
     }
@@ -639,7 +678,7 @@ void app_halt(struct app *app)
         app_set_state(app, APP_STOPPING, NULL);
     }
     for (unsigned i = 0; i < app->n_slots; i++) {
-        ev_timer_stop(loop, &app->slots[i]->restart_w);
+        (void)slot_feed(app->slots[i], SLOT_EV_HALT, NULL);
     }
 }
 
@@ -795,33 +834,32 @@ void app_on_worker_ready(struct app *app, struct worker *w)
     app->host->ops->on_changed(app->host->owner, app);
 }
 
-/* The restart policy of SPEC section 3 for an exit nobody asked for. */
+/* The restart policy of SPEC section 5 for an exit nobody asked for: the slot machine's crash
+ * cell decides; this says what it decided. */
 static void app_handle_crash(struct app *app, struct slot *s, struct worker *w)
 {
     const struct config_app *cfg = app->cfg;
-    bool clean = WIFEXITED(w->wait_status) && WEXITSTATUS(w->wait_status) == 0;
-    if (cfg->restart == RESTART_NEVER || (cfg->restart == RESTART_ON_FAILURE && clean)) {
+    struct slot_facts f = slot_facts_of(s);
+    f.uptime_ms = (uint64_t)((ev_now(app->host->loop) - w->started_at) * 1000.0);
+    f.clean_exit = WIFEXITED(w->wait_status) && WEXITSTATUS(w->wait_status) == 0;
+    struct slot_step st = slot_feed(s, SLOT_EV_CRASH, &f);
+    if (!st.counts_restart) {
         log_record(LOG_INFO, app_origin(app, (int)s->id), NULL,
                    "not restarting (restart = %s)", restart_policy_to_string(cfg->restart));
         return;
     }
     app->restarts[w->over_memory ? WORKER_REASON_MEMORY : WORKER_REASON_CRASH]++;
     s->restarts++;
-    uint64_t uptime_ms = (uint64_t)((ev_now(app->host->loop) - w->started_at) * 1000.0);
-    struct backoff_policy p = {cfg->restart_delay_ms, cfg->restart_delay_max_ms,
-                               cfg->min_uptime_ms};
-    uint64_t delay = backoff_next(&s->backoff, &p, uptime_ms, (uint32_t)random());
-    if (delay == 0) {
-        slot_spawn(s);
-        return;
+    if (st.action == SLOT_DO_WAIT) {
+        json_t *fields = json_pack("{s:I, s:i, s:s, s:s}", "delay_ms", (json_int_t)st.delay_ms,
+                                   "fast_crashes", (int)s->fsm.backoff.fast_crashes,
+                                   "slot_state", slot_state_to_string(st.to), "from",
+                                   slot_state_to_string(st.from));
+        log_record(LOG_WARN, app_origin(app, (int)s->id), fields,
+                   "worker died after %" PRIu64 " ms (min_uptime %" PRIu64
+                   " ms); restarting in %" PRIu64 " ms",
+                   f.uptime_ms, cfg->min_uptime_ms, st.delay_ms);
     }
-    json_t *f = json_pack("{s:I, s:i}", "delay_ms", (json_int_t)delay, "fast_crashes",
-                          (int)s->backoff.fast_crashes);
-    log_record(LOG_WARN, app_origin(app, (int)s->id), f,
-               "worker died after %" PRIu64 " ms (min_uptime %" PRIu64
-               " ms); restarting in %" PRIu64 " ms",
-               uptime_ms, cfg->min_uptime_ms, delay);
-    slot_schedule(s, delay);
 }
 
 void app_on_worker_exit(struct app *app, struct worker *w)
@@ -838,6 +876,8 @@ void app_on_worker_exit(struct app *app, struct worker *w)
     bool handled = app->replacing && app->replacing->ops->on_worker_exit(app->replacing, w);
     if (was_current && !handled && !w->stop_requested && app_is_up(app)) {
         app_handle_crash(app, s, w);
+    } else if (was_current) {
+        (void)slot_feed(s, SLOT_EV_LEFT, NULL);
     }
     app_review_health(app);
     worker_free_later(w, app->host->sweep);

@@ -19,6 +19,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "listener.h"
+#include "slot.h"
 #include "sweep.h"
 #include "worker.h"
 
@@ -84,8 +85,8 @@ struct slot {
     struct app *app;
     unsigned id;
     struct worker *worker;      /* the slot's current worker, or NULL */
-    struct backoff backoff;
-    ev_timer restart_w;         /* pending restart after a backoff delay */
+    struct slot_machine fsm;    /* its state and backoff (slot.h) */
+    ev_timer restart_w;         /* armed while fsm.state is SLOT_BACKOFF */
     unsigned restarts;
 };
 
@@ -149,6 +150,9 @@ void app_set_config(struct app *app, struct config *owner, const struct config_a
 /* Starts a worker of the app's current config and generation in an existing slot, outside the
  * slot's restart policy (a surge worker for a replacement). Returns 0 or -errno. */
 int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret);
+
+/* A replacement's new worker w is slot's worker from now on. */
+void app_slot_replaced(struct app *app, unsigned slot, struct worker *w);
 
 /* Resizes the slot array without starting or stopping anything: new slots are empty, removed
  * slots forget their workers (which keep running until retired). Returns 0 or -ENOMEM. */

@@ -361,7 +361,7 @@ static void client_check_wait(struct client *cl)
         }
         if (r < 0) {
             struct slot *s = app->slots[slot];
-            if (ev_is_active(&s->restart_w)) {
+            if (s->fsm.state == SLOT_BACKOFF) {
                 client_fail(cl, "app '%s': worker %u failed to start; restarting in %.1f s",
                             app->name, slot, ev_timer_remaining(app->host->loop, &s->restart_w));
             } else {

@@ -321,13 +321,12 @@ static bool reload_on_worker_ready(struct reload *r, struct worker *w)
         r->starting--;
         struct slot *s = rec->slot < app->n_slots ? app->slots[rec->slot] : NULL;
         if (s) {
-            ev_timer_stop(app->host->loop, &s->restart_w);
             if (s->worker && s->worker != rec->old && s->worker != w && !s->worker->retire) {
                 /* The slot refilled itself meanwhile (its old worker crashed): that refill is
                  * surplus now. */
                 (void)app_retire(app, s->worker);
             }
-            s->worker = w;
+            app_slot_replaced(app, rec->slot, w);
             s->restarts++;
         } else {
             /* The slot is gone (never expected: slots cannot move while a replacement owns

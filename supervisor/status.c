@@ -94,7 +94,7 @@ json_t *status_app_json(struct app *app, double now)
     }
     for (unsigned i = 0; i < app->n_slots && k < n; i++) {
         struct slot *s = app->slots[i];
-        if (!s->worker && ev_is_active(&s->restart_w)) {
+        if (s->fsm.state == SLOT_BACKOFF) {
             rows[k++] = (struct status_row){s->id, app->generation, now, NULL, s};
         }
     }
