@@ -30,23 +30,6 @@ void app_observe_reload(struct app *app, double seconds)
     app->reload_seconds += seconds;
 }
 
-const char *app_state_to_string(enum app_state state)
-{
-    switch (state) {
-    case APP_RUNNING:
-        return "running";
-    case APP_RELOADING:
-        return "reloading";
-    case APP_STOPPING:
-        return "stopping";
-    case APP_STOPPED:
-        return "stopped";
-    case APP_ERRORED:
-        return "errored";
-    }
-    return "unknown";
-}
-
 static struct log_origin app_origin(const struct app *app, int slot)
 {
     return (struct log_origin){app->name, slot, 0};
@@ -69,17 +52,19 @@ const char *app_busy_with(const struct app *app)
 }
 
 /* The one place an app's state changes, and the one log record for it. */
-void app_set_state(struct app *app, enum app_state state, const char *why)
+void app_feed(struct app *app, enum app_event ev, const char *why)
 {
-    if (app->state == state) {
+    bool moved = false;
+    enum app_state from = app->state;
+    enum app_state to = app_state_next(from, ev, &moved);
+    if (!moved) {
         return;
     }
-    enum app_state from = app->state;
-    app->state = state;
-    json_t *f = json_pack("{s:s, s:s}", "state", app_state_to_string(state), "from",
-                          app_state_to_string(from));
-    log_record(state == APP_ERRORED ? LOG_ERROR : LOG_INFO, app_origin(app, -1), f, "app %s%s%s",
-               app_state_to_string(state), why ? ": " : "", why ? why : "");
+    app->state = to;
+    json_t *f = json_pack("{s:s, s:s, s:s}", "state", app_state_to_string(to), "from",
+                          app_state_to_string(from), "event", app_event_to_string(ev));
+    log_record(to == APP_ERRORED ? LOG_ERROR : LOG_INFO, app_origin(app, -1), f, "app %s%s%s",
+               app_state_to_string(to), why ? ": " : "", why ? why : "");
 }
 
 /* A slot that keeps failing fast: it waits out a backoff delay, or its next try is starting or
@@ -115,10 +100,10 @@ static void app_review_health(struct app *app)
         looping = slot_is_crash_looping(app->slots[i], now);
     }
     if (looping && app->state == APP_RUNNING) {
-        app_set_state(app, APP_ERRORED, "every worker is crash-looping (in backoff after "
+        app_feed(app, APP_EV_LOOPING, "every worker is crash-looping (in backoff after "
                                         "repeated fast crashes)");
     } else if (!looping && app->state == APP_ERRORED) {
-        app_set_state(app, APP_RUNNING, "a worker serves again");
+        app_feed(app, APP_EV_SERVING, "a worker serves again");
     }
 }
 
@@ -632,7 +617,7 @@ static void app_on_stopped_swept(struct sweep_node *node)
 
 static void app_become_stopped(struct app *app)
 {
-    app_set_state(app, APP_STOPPED, NULL);
+    app_feed(app, APP_EV_GONE, NULL);
     if (app->n_listeners > 0 && *app->host->running) {
         log_record(LOG_INFO, app_origin(app, -1), NULL,
                    "closing %zu listen address%s: clients are refused until the app starts",
@@ -654,7 +639,7 @@ int app_start(struct app *app, const struct address **ret_failed)
     if (r < 0) {
         return r;
     }
-    app_set_state(app, APP_RUNNING, NULL);
+    app_feed(app, APP_EV_START, NULL);
     for (unsigned i = 0; i < app->n_slots; i++) {
         struct slot *s = app->slots[i];
         backoff_init(&s->fsm.backoff);
@@ -674,9 +659,7 @@ void app_halt(struct app *app)
     if (app->replacing) {
         app->replacing->ops->abort(app->replacing, "the app is stopping");
     }
-    if (app->state != APP_STOPPED) {
-        app_set_state(app, APP_STOPPING, NULL);
-    }
+    app_feed(app, APP_EV_HALT, NULL);
     for (unsigned i = 0; i < app->n_slots; i++) {
         (void)slot_feed(app->slots[i], SLOT_EV_HALT, NULL);
     }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "appstate.h"
 #include "backoff.h"
 #include "config.h"
 #include "listener.h"
@@ -79,7 +80,6 @@ struct app_replacement {
 #define APP_RELOAD_BUCKETS 8
 extern const double app_reload_buckets[APP_RELOAD_BUCKETS];
 
-enum app_state { APP_RUNNING, APP_RELOADING, APP_STOPPING, APP_STOPPED, APP_ERRORED };
 
 struct slot {
     struct app *app;
@@ -199,8 +199,9 @@ int app_retire(struct app *app, struct worker *w);
 /* Running in any form (running, reloading, errored): its slots keep workers in them. */
 bool app_is_up(const struct app *app);
 
-/* Changes the app's state, logging the transition once (why may be NULL). */
-void app_set_state(struct app *app, enum app_state state, const char *why);
+/* Feeds ev to the app's state table (appstate.h), logging the transition once (why may be
+ * NULL). */
+void app_feed(struct app *app, enum app_event ev, const char *why);
 
 /* The operation that owns the app's slots now ("reload", "restart", ...), for messages. */
 const char *app_busy_with(const struct app *app);
@@ -209,4 +210,3 @@ unsigned app_ready_count(const struct app *app);
 unsigned app_live_count(const struct app *app);
 struct worker *app_worker_by_pid(const struct app *app, pid_t pid);
 
-const char *app_state_to_string(enum app_state state);

@@ -441,6 +441,33 @@ static bool client_check_running(struct client *cl)
     return true;
 }
 
+/*
+ * What app's state table (appstate.h) says of cmd: a refusal is answered here, with what to do
+ * instead. Returns the verdict.
+ */
+static enum app_verdict client_verdict(struct client *cl, struct app *app, enum app_command cmd,
+                                       const char *verb)
+{
+    enum app_verdict v = app_state_accepts(app->state, app->replacing != NULL, cmd);
+    switch (v) {
+    case APP_TAKE:
+    case APP_ALREADY:
+    case APP_KEEP:
+        break;
+    case APP_REFUSE_BUSY:
+        client_fail(cl, "app '%s' is busy with a %s; %s it once that is done", app->name,
+                    app_busy_with(app), verb);
+        break;
+    case APP_REFUSE_STOPPING:
+        client_fail(cl, "app '%s' is stopping; %s it once it has stopped", app->name, verb);
+        break;
+    case APP_REFUSE_STOPPED:
+        client_fail(cl, "app '%s' is not running; start it first", app->name);
+        break;
+    }
+    return v;
+}
+
 static void control_scale(struct client *cl, const struct wire_request *req)
 {
     struct app *app = client_find_app(cl, req->app);
@@ -458,8 +485,8 @@ static void control_scale(struct client *cl, const struct wire_request *req)
                     CONTROL_WORKERS_MAX);
         return;
     }
-    if (app->state == APP_STOPPING) {
-        client_fail(cl, "app '%s' is stopping", app->name);
+    enum app_verdict v = client_verdict(cl, app, APP_CMD_SCALE, "scale");
+    if (v != APP_TAKE && v != APP_KEEP) {
         return;
     }
     unsigned old = app->n_slots;
@@ -473,7 +500,7 @@ static void control_scale(struct client *cl, const struct wire_request *req)
         client_fail(cl, "scaling app '%s' failed: %s", app->name, strerror(-r));
         return;
     }
-    if (!app_is_up(app)) {
+    if (v == APP_KEEP) {
         /* A stopped app keeps the new count for its next start. */
         client_reply(cl, json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "app", app->name,
                                    "state", app_state_to_string(app->state), "workers",
@@ -490,20 +517,16 @@ static void control_start(struct client *cl, const struct wire_request *req)
     if (!app || !client_check_running(cl)) {
         return;
     }
-    switch (app->state) {
-    case APP_RUNNING:
-    case APP_RELOADING:
+    enum app_verdict v = client_verdict(cl, app, APP_CMD_START, "start");
+    if (v == APP_ALREADY) {
         client_reply(cl, json_pack("{s:b, s:s, s:s, s:b, s:I, s:I}", "ok", 1, "app", app->name,
                                    "state", app_state_to_string(app->state), "already", 1,
                                    "workers", (json_int_t)app->n_slots, "ready",
                                    (json_int_t)app_ready_count(app)));
         return;
-    case APP_STOPPING:
-        client_fail(cl, "app '%s' is stopping; start it once it has stopped", app->name);
+    }
+    if (v != APP_TAKE) {
         return;
-    case APP_STOPPED:
-    case APP_ERRORED:
-        break;
     }
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
                "starting app (droverctl, uid %d)", (int)cl->uid);
@@ -802,6 +825,9 @@ static void control_restart(struct client *cl, const struct wire_request *req)
     if (req->slot >= 0 && slot >= app->n_slots) {
         client_fail(cl, "app '%s' has no slot %d (it has %u)", app->name, req->slot,
                     app->n_slots);
+        return;
+    }
+    if (client_verdict(cl, app, APP_CMD_RESTART, "restart") != APP_TAKE) {
         return;
     }
     log_record(LOG_INFO, (struct log_origin){app->name, req->slot, 0}, NULL,

@@ -350,11 +350,20 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
                                                       ca->name, "outcome", "added"));
             continue;
         }
-        if (app->state == APP_STOPPED || app->state == APP_STOPPING) {
+        enum app_verdict v = app_state_accepts(app->state, app->replacing != NULL,
+                                               APP_CMD_RELOAD);
+        if (v == APP_KEEP) {
             /* A stopped app takes the new config now and runs it at its next start. */
             app_set_config(app, cfg, ca);
             json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
                                                       ca->name, "outcome", "updated"));
+            continue;
+        }
+        if (v != APP_TAKE) {
+            char busy[160];
+            snprintf(busy, sizeof busy, "busy with a %s; try again when it is done",
+                     app_busy_with(app));
+            master_reload_app_error(mr, ca->name, busy);
             continue;
         }
         char *why = NULL;

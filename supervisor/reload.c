@@ -214,9 +214,7 @@ static void reload_finish(struct reload *r, bool ok)
         app->reloads[ok ? 0 : 1]++;
         app_observe_reload(app, secs);
     }
-    if (app->state == APP_RELOADING) {
-        app_set_state(app, APP_RUNNING, NULL);
-    }
+    app_feed(app, APP_EV_RELOAD_END, NULL);
     app_listeners_prune(app);
 
     json_t *res = json_pack("{s:b, s:s, s:s, s:s, s:i, s:f}", "ok", ok, "app", app->name,
@@ -597,12 +595,11 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
         r->changes_config = true;
         app_set_config(app, owner, new_cfg);
         app->generation++;
-        enum app_state before = app->state;
-        app_set_state(app, APP_RELOADING, NULL);
+        app_feed(app, APP_EV_RELOAD_BEGIN, NULL);
         if (target > app->n_slots && app_slots_resize(app, target) < 0) {
             app_set_config(app, r->old_owner, r->old_cfg);
             app->generation--;
-            app_set_state(app, before, NULL);
+            app_feed(app, APP_EV_RELOAD_END, NULL);
             reload_free(r);
             return -ENOMEM;
         }
