@@ -704,8 +704,7 @@ int app_stop(struct app *app)
 void app_kill(struct app *app)
 {
     for (struct worker *w = app->workers; w; w = w->next) {
-        w->stop_requested = true;
-        worker_kill(w);
+        worker_stop_now(w);
     }
 }
 
@@ -857,7 +856,7 @@ void app_on_worker_exit(struct app *app, struct worker *w)
     /* A replacement in progress owns the exits of its own workers (a new one failing, an old
      * one whose successor is already coming up). */
     bool handled = app->replacing && app->replacing->ops->on_worker_exit(app->replacing, w);
-    if (was_current && !handled && !w->stop_requested && app_is_up(app)) {
+    if (was_current && !handled && !worker_was_asked(w) && app_is_up(app)) {
         app_handle_crash(app, s, w);
     } else if (was_current) {
         (void)slot_feed(s, SLOT_EV_LEFT, NULL);

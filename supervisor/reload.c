@@ -403,7 +403,7 @@ static bool reload_on_worker_exit(struct reload *r, struct worker *w)
         if (rec->old == w) {
             rec->old = NULL;
             rec->old_gone = reload_now(r);
-            if (!w->stop_requested) {
+            if (!worker_was_asked(w)) {
                 /* The old worker crashed while its replacement was coming up: the replacement
                  * fills the slot; no restart of the old generation. */
                 r->app->restarts[WORKER_REASON_CRASH]++;
@@ -422,8 +422,7 @@ static void reload_kill_starting(struct reload *r)
     for (size_t i = 0; i < r->n; i++) {
         struct reload_rec *rec = &r->recs[i];
         if (rec->state == REC_STARTING && rec->new) {
-            rec->new->stop_requested = true;
-            worker_kill(rec->new);
+            worker_stop_now(rec->new);
             rec->new = NULL;
             rec->old = NULL; /* it was never retired: it keeps serving its slot */
             rec->state = REC_FAILED;

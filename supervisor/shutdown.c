@@ -108,10 +108,9 @@ static void shutdown_tell(struct shutdown *s, struct worker *w)
     enum wire_phase p = s->phase;
     w->phase_acked = false;
     if (p == WIRE_PHASE_DRAIN) {
-        w->stop_requested = true;
-        worker_set_retiring(w, WORKER_DRAINING);
+        worker_drain(w);
     } else if (p >= WIRE_PHASE_SAVE && w->state == WORKER_DRAINING) {
-        worker_set_retiring(w, WORKER_STOPPING);
+        worker_stopping(w);
     }
     if (w->channel_used && channel_is_open(&w->ch)) {
         struct wire_msg msg = {.type = WIRE_PHASE, .phase = p,

@@ -35,23 +35,6 @@ extern char **environ;
 /* Output bytes read per wakeup from one pipe, so a chatty worker cannot starve the loop. */
 #define WORKER_OUTPUT_BUDGET (64u * 1024u)
 
-const char *worker_state_to_string(enum worker_state state)
-{
-    switch (state) {
-    case WORKER_STARTING:
-        return "starting";
-    case WORKER_READY:
-        return "ready";
-    case WORKER_DRAINING:
-        return "draining";
-    case WORKER_STOPPING:
-        return "stopping";
-    case WORKER_EXITED:
-        return "exited";
-    }
-    return "unknown";
-}
-
 const char *worker_reason_to_string(enum worker_reason reason)
 {
     switch (reason) {
@@ -93,7 +76,7 @@ static void worker_set_state(struct worker *w, enum worker_state state, const ch
     w->state = state;
     json_t *f = json_pack("{s:s, s:i}", "state", worker_state_to_string(state), "generation",
                           (int)w->generation);
-    log_record(state == WORKER_EXITED && !w->stop_requested ? LOG_WARN : LOG_INFO,
+    log_record(state == WORKER_EXITED && !worker_was_asked(w) ? LOG_WARN : LOG_INFO,
                worker_origin(w), f, "worker %s%s%s", worker_state_to_string(state),
                why ? ": " : "", why ? why : "");
 }
@@ -188,26 +171,90 @@ static void worker_on_output(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
-/* ---- readiness ---- */
+/* ---- the state table's decisions (workerstate.h) ---- */
 
-static void worker_become_ready(struct worker *w, const char *via)
+static struct worker_facts worker_facts_of(const struct worker *w)
 {
-    if (w->state != WORKER_STARTING) {
-        return;
-    }
-    ev_timer_stop(worker_loop(w), &w->timer_w);
-    w->ready_at = ev_now(worker_loop(w));
-    char why[96];
-    snprintf(why, sizeof why, "via %s after %.0f ms", via, (w->ready_at - w->started_at) * 1000);
-    worker_set_state(w, WORKER_READY, why);
-    w->ops->on_ready(w->owner, w);
+    return (struct worker_facts){
+        .ready = w->cfg->ready,
+        .spoke = w->spoke,
+        .uptime_s = ev_now(w->loop) - w->started_at,
+        .ready_delay_s = (double)w->cfg->ready_delay_ms / 1000.0,
+        .ready_timeout_s = (double)w->cfg->ready_timeout_ms / 1000.0,
+    };
 }
+
+/* Feeds ev to the worker's table and carries out what it decides; via says how it came (for
+ * the ready record). One log record per transition (worker_set_state). */
+static void worker_feed(struct worker *w, enum worker_event ev, const char *via)
+{
+    struct worker_facts f = worker_facts_of(w);
+    struct worker_step st = worker_state_step(w->state, ev, &f);
+    char why[128];
+    const char *said = via ? via : st.why;
+    switch (st.action) {
+    case WORKER_DO_NOTHING:
+        break;
+    case WORKER_DO_READY:
+        ev_timer_stop(w->loop, &w->timer_w);
+        w->ready_at = ev_now(w->loop);
+        snprintf(why, sizeof why, "via %s after %.0f ms", said ? said : "?",
+                 (w->ready_at - w->started_at) * 1000);
+        said = why;
+        break;
+    case WORKER_DO_WAIT:
+        ev_timer_set(&w->timer_w, st.delay_s, 0.);
+        ev_timer_start(w->loop, &w->timer_w);
+        break;
+    case WORKER_DO_CANCEL:
+        ev_timer_stop(w->loop, &w->timer_w);
+        break;
+    case WORKER_DO_KILL:
+        log_record(LOG_ERROR, worker_origin(w), NULL,
+                   "worker not ready after %" PRIu64 " ms (ready_timeout); killing it",
+                   w->cfg->ready_timeout_ms);
+        worker_kill(w);
+        break;
+    }
+    if (st.to != st.from) {
+        if (st.to == WORKER_EXITED) {
+            w->exited_from = st.from;
+        }
+        worker_set_state(w, st.to, st.action == WORKER_DO_READY || st.to == WORKER_EXITED
+                                       ? said
+                                       : NULL);
+    }
+    if (st.action == WORKER_DO_READY) {
+        w->ops->on_ready(w->owner, w);
+    }
+}
+
+bool worker_was_asked(const struct worker *w)
+{
+    return worker_state_is_leaving(w->state == WORKER_EXITED ? w->exited_from : w->state);
+}
+
+void worker_drain(struct worker *w)
+{
+    worker_feed(w, WORKER_EV_DRAIN, NULL);
+}
+
+void worker_stopping(struct worker *w)
+{
+    worker_feed(w, WORKER_EV_STOP, NULL);
+}
+
+void worker_stop_now(struct worker *w)
+{
+    worker_feed(w, WORKER_EV_KILL, NULL);
+    worker_kill(w);
+}
+
+/* ---- readiness ---- */
 
 void worker_on_ready_signal(struct worker *w, const char *via)
 {
-    if (w->cfg->ready == READY_NOTIFY || w->cfg->ready == READY_AUTO) {
-        worker_become_ready(w, via);
-    }
+    worker_feed(w, WORKER_EV_WORD, via);
 }
 
 void worker_on_notify(struct worker *w, const struct notify_msg *msg)
@@ -232,35 +279,7 @@ void worker_set_status(struct worker *w, const char *text)
 
 static void worker_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct worker *w = t->data;
-    if (w->state == WORKER_STARTING) {
-        if (w->cfg->ready == READY_DELAY) {
-            worker_become_ready(w, "ready_delay");
-            return;
-        }
-        if (w->cfg->ready == READY_AUTO) {
-            /* ready = auto: a worker silent for ready_delay is an app that never speaks; one
-             * that spoke has promised a READY and is held to ready_timeout like notify. */
-            if (!w->spoke) {
-                worker_become_ready(w, "ready_delay (it said nothing)");
-                return;
-            }
-            double left = (double)w->cfg->ready_timeout_ms / 1000.0 -
-                          (ev_now(loop) - w->started_at);
-            if (left > 0.01) {
-                ev_timer_set(t, left, 0.);
-                ev_timer_start(loop, t);
-                return;
-            }
-        }
-        /* Not ready in time is a failed start: kill it; its exit goes through the usual crash
-         * path, so a worker that never becomes ready backs off like one that crashes. */
-        log_record(LOG_ERROR, worker_origin(w), NULL,
-                   "worker not ready after %" PRIu64 " ms (ready_timeout); killing it",
-                   w->cfg->ready_timeout_ms);
-        worker_kill(w);
-        return;
-    }
+    worker_feed(t->data, WORKER_EV_TIMER, NULL);
 }
 
 /* ---- the channel ---- */
@@ -434,9 +453,7 @@ static void worker_on_errpipe(struct ev_loop *loop, ev_io *io, int revents)
     if (!worker_read_errpipe(w) || w->exec_failed) {
         return;
     }
-    if (w->cfg->ready == READY_NONE) {
-        worker_become_ready(w, "exec");
-    }
+    worker_feed(w, WORKER_EV_EXEC, "exec");
 }
 
 static void worker_describe_exit(int status, char *buf, size_t size)
@@ -496,7 +513,7 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
     }
     char why[96];
     worker_describe_exit(w->wait_status, why, sizeof why);
-    worker_set_state(w, WORKER_EXITED, why);
+    worker_feed(w, WORKER_EV_EXIT, why);
     metrics_app_retire(w->metrics, w->id);
     w->ops->on_metrics(w->owner, w);
     w->ops->on_exit(w->owner, w);
@@ -504,16 +521,6 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
 
 /* ---- stopping ---- */
 
-void worker_set_retiring(struct worker *w, enum worker_state state)
-{
-    w->stop_requested = true;
-    if (w->state == WORKER_STARTING) {
-        ev_timer_stop(worker_loop(w), &w->timer_w);
-    }
-    if (w->state != WORKER_EXITED) {
-        worker_set_state(w, state, NULL);
-    }
-}
 
 /* ---- sampling ---- */
 
@@ -827,9 +834,10 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
 
     ev_init(&w->timer_w, worker_on_timer);
     w->timer_w.data = w;
-    if (cfg->ready != READY_NONE) {
-        uint64_t ms = cfg->ready == READY_NOTIFY ? cfg->ready_timeout_ms : cfg->ready_delay_ms;
-        ev_timer_set(&w->timer_w, (double)ms / 1000.0, 0.);
+    struct worker_facts facts = worker_facts_of(w);
+    double wait = worker_state_first_wait(&facts);
+    if (wait >= 0) {
+        ev_timer_set(&w->timer_w, wait, 0.);
         ev_timer_start(loop, &w->timer_w);
     }
     json_t *f = json_pack("{s:s, s:i}", "state", "starting", "generation", (int)w->generation);

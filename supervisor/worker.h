@@ -30,6 +30,7 @@
 #include "notify.h"
 #include "procstat.h"
 #include "sweep.h"
+#include "workerstate.h"
 
 struct logbuf;
 struct metrics_app;
@@ -70,13 +71,6 @@ struct worker_spec {
     struct metrics_app *metrics;        /* its snapshots go here */
 };
 
-enum worker_state {
-    WORKER_STARTING,
-    WORKER_READY,
-    WORKER_DRAINING,
-    WORKER_STOPPING,
-    WORKER_EXITED,
-};
 
 /* Why a worker is being stopped or replaced, for logs and restart accounting. */
 enum worker_reason {
@@ -129,7 +123,7 @@ struct worker {
     double cpu_percent;
     char *status_text;              /* the latest STATUS= or channel status */
     int wait_status;                /* as from waitpid, valid once exited */
-    bool stop_requested;            /* the master asked it to go: its exit is no crash */
+    enum worker_state exited_from;  /* where it was when it exited (worker_was_asked) */
     bool channel_used;              /* it has spoken on its channel: it gets phases, not TERM */
     bool spoke;                     /* it has sent anything (channel or sd_notify) */
     struct shutdown *retire;        /* the phase run it is leaving through, if any */
@@ -154,11 +148,18 @@ struct worker {
 int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, void *owner,
                  struct worker **ret);
 
-/* Marks the worker as leaving (draining or stopping) for status and logs; its exit is then no
- * crash. Used by the phase driver. */
-void worker_set_retiring(struct worker *w, enum worker_state state);
+/* The master asks the worker to go: drain (the first phase, or SIGTERM), then stop (the later
+ * phases). Its exit is then no crash. Used by the phase driver. */
+void worker_drain(struct worker *w);
+void worker_stopping(struct worker *w);
 
-/* SIGKILL to the worker's process group now. */
+/* The master kills the worker now, without phases (its exit is no crash). */
+void worker_stop_now(struct worker *w);
+
+/* Whether an exited worker had been asked to go (draining or stopping when it exited). */
+bool worker_was_asked(const struct worker *w);
+
+/* SIGKILL to the worker's process group now (its state as it is). */
 void worker_kill(struct worker *w);
 
 /* Sends sig to the worker's process group (or to the worker alone before its setsid). */
@@ -184,5 +185,4 @@ void worker_free_later(struct worker *w, struct sweep *sweep);
 
 bool worker_is_alive(const struct worker *w);
 
-const char *worker_state_to_string(enum worker_state state);
 const char *worker_reason_to_string(enum worker_reason reason);
