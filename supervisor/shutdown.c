@@ -18,11 +18,18 @@
 #include "log.h"
 #include "worker.h"
 
+/* A worker in a run, and whether it answered the run's current phase: a fact of the run, so it
+ * lives here and not in the worker. */
+struct shutdown_member {
+    struct worker *w;   /* NULL once it has exited */
+    bool acked;
+};
+
 struct shutdown {
     struct shutdown *next;      /* the set's list of runs in progress */
     struct shutdown_set *set;
     char *scope;
-    struct worker **members;
+    struct shutdown_member *members;
     size_t n;
     enum wire_phase phase;
     bool started;
@@ -57,8 +64,8 @@ void shutdown_timeouts_from_config(struct shutdown_timeouts *t, const struct con
 /* The origin of a run's records: its app, or for a single worker that worker. */
 static struct log_origin shutdown_origin(const struct shutdown *s)
 {
-    if (s->n == 1 && s->members[0]) {
-        const struct worker *w = s->members[0];
+    if (s->n == 1 && s->members[0].w) {
+        const struct worker *w = s->members[0].w;
         return (struct log_origin){w->cfg->name, (int)w->slot, w->pid};
     }
     return (struct log_origin){s->scope, -1, 0};
@@ -68,7 +75,7 @@ static size_t shutdown_alive(const struct shutdown *s)
 {
     size_t n = 0;
     for (size_t i = 0; i < s->n; i++) {
-        n += s->members[i] != NULL;
+        n += s->members[i].w != NULL;
     }
     return n;
 }
@@ -77,8 +84,7 @@ static size_t shutdown_alive(const struct shutdown *s)
 static bool shutdown_phase_is_done(const struct shutdown *s)
 {
     for (size_t i = 0; i < s->n; i++) {
-        const struct worker *w = s->members[i];
-        if (w && !w->phase_acked) {
+        if (s->members[i].w && !s->members[i].acked) {
             return false;
         }
     }
@@ -102,11 +108,12 @@ static void shutdown_log_phase(struct shutdown *s, bool end, const char *extra)
 }
 
 /* Sends the current phase to a member, or, for a member that never used its channel, does what
- * the phase means for a signal-only app. Sets w->phase_acked when nothing is to be awaited. */
-static void shutdown_tell(struct shutdown *s, struct worker *w)
+ * the phase means for a signal-only app. Marks it acked when nothing is to be awaited. */
+static void shutdown_tell(struct shutdown *s, struct shutdown_member *m)
 {
+    struct worker *w = m->w;
     enum wire_phase p = s->phase;
-    w->phase_acked = false;
+    m->acked = false;
     if (p == WIRE_PHASE_DRAIN) {
         worker_drain(w);
     } else if (p >= WIRE_PHASE_SAVE && w->state == WORKER_DRAINING) {
@@ -117,7 +124,7 @@ static void shutdown_tell(struct shutdown *s, struct worker *w)
                                .timeout_ms = (int64_t)s->t.phase_ms[p]};
         if (channel_send(&w->ch, &msg) == 0) {
             /* initiated and complete are announcements: nobody answers them. */
-            w->phase_acked = p == WIRE_PHASE_INITIATED;
+            m->acked = p == WIRE_PHASE_INITIATED;
             return;
         }
     }
@@ -128,7 +135,7 @@ static void shutdown_tell(struct shutdown *s, struct worker *w)
     case WIRE_PHASE_COMPLETE:
         break; /* complete waits for every exit */
     default:
-        w->phase_acked = true;
+        m->acked = true;
         break;
     }
 }
@@ -157,8 +164,8 @@ static void shutdown_finish(struct shutdown *s)
     void *data = s->data;
     bool forced = s->forced;
     for (size_t i = 0; i < s->n; i++) {
-        if (s->members[i]) {
-            s->members[i]->retire = NULL;
+        if (s->members[i].w) {
+            s->members[i].w->retire = NULL;
         }
     }
     shutdown_unlink(s);
@@ -177,8 +184,8 @@ void shutdown_abandon_all(struct shutdown_set *set)
         ev_timer_stop(set->loop, &s->phase_w);
         ev_timer_stop(set->loop, &s->total_w);
         for (size_t i = 0; i < s->n; i++) {
-            if (s->members[i]) {
-                s->members[i]->retire = NULL;
+            if (s->members[i].w) {
+                s->members[i].w->retire = NULL;
             }
         }
         set->runs = s->next;
@@ -198,8 +205,8 @@ static void shutdown_begin_phase(struct shutdown *s, enum wire_phase p)
         s->on_phase(s, p, s->data);
     }
     for (size_t i = 0; i < s->n; i++) {
-        if (s->members[i]) {
-            shutdown_tell(s, s->members[i]);
+        if (s->members[i].w) {
+            shutdown_tell(s, &s->members[i]);
         }
     }
     ev_timer_stop(loop, &s->phase_w);
@@ -228,7 +235,7 @@ static void shutdown_on_check(struct ev_loop *loop, ev_timer *t, int revents)
         if (timed_out) {
             size_t late = 0;
             for (size_t i = 0; i < s->n; i++) {
-                late += s->members[i] && !s->members[i]->phase_acked;
+                late += s->members[i].w && !s->members[i].acked;
             }
             char extra[96];
             snprintf(extra, sizeof extra, " (timed out after %" PRIu64 " ms; %zu not done)",
@@ -247,8 +254,8 @@ static void shutdown_on_check(struct ev_loop *loop, ev_timer *t, int revents)
         if (s->phase == WIRE_PHASE_COMPLETE) {
             /* What is still alive after cleanup was told to go and has not: prod it once. */
             for (size_t i = 0; i < s->n; i++) {
-                if (s->members[i]) {
-                    worker_signal(s->members[i], SIGTERM);
+                if (s->members[i].w) {
+                    worker_signal(s->members[i].w, SIGTERM);
                 }
             }
         }
@@ -263,8 +270,8 @@ void shutdown_force(struct shutdown *s)
     s->killed = true;
     s->forced = true;
     for (size_t i = 0; i < s->n; i++) {
-        if (s->members[i]) {
-            worker_kill(s->members[i]);
+        if (s->members[i].w) {
+            worker_kill(s->members[i].w);
         }
     }
 }
@@ -300,7 +307,7 @@ int shutdown_start(struct shutdown_set *set, const char *scope, struct worker *c
             continue;
         }
         w->retire = s;
-        s->members[s->n++] = w;
+        s->members[s->n++] = (struct shutdown_member){w, false};
     }
     s->set = set;
     s->next = set->runs;
@@ -328,7 +335,11 @@ void shutdown_on_phase_done(struct worker *w, enum wire_phase phase)
     if (!s || phase != s->phase) {
         return; /* late or confused answers are harmless */
     }
-    w->phase_acked = true;
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->members[i].w == w) {
+            s->members[i].acked = true;
+        }
+    }
     shutdown_schedule_check(s);
 }
 
@@ -339,8 +350,8 @@ void shutdown_on_worker_exit(struct worker *w)
         return;
     }
     for (size_t i = 0; i < s->n; i++) {
-        if (s->members[i] == w) {
-            s->members[i] = NULL;
+        if (s->members[i].w == w) {
+            s->members[i].w = NULL;
         }
     }
     w->retire = NULL;

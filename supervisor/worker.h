@@ -127,7 +127,6 @@ struct worker {
     bool channel_used;              /* it has spoken on its channel: it gets phases, not TERM */
     bool spoke;                     /* it has sent anything (channel or sd_notify) */
     struct shutdown *retire;        /* the phase run it is leaving through, if any */
-    bool phase_acked;               /* answered the run's current phase */
     bool exec_failed;
     enum worker_reason stop_reason;
     bool metrics_warned;
