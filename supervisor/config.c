@@ -18,10 +18,15 @@
  * through the keys inside them: an empty or misspelt section would otherwise go unnoticed, and
  * [app:NAME] would have no line to point at.
  *
+ * The same loader builds a config without a file: config_loader.h lets a builder (the quick
+ * start, quickstart.c) add apps and set keys by name through the setters below, then run the
+ * same whole-config checks, so there is one definition of every key however it is given.
+ *
  * Pure: no logging, no sockets, no user lookups. The only file read besides the config itself
  * is the cgroup's cpu.max, when some app says "workers = auto".
  */
 #include "config.h"
+#include "config_loader.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -31,11 +36,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define APP_NAME_MAX 64
 #define WORKERS_MAX 1024
 #define DEFAULT_ADMIN_LISTEN "127.0.0.1:9100"
 #define DEFAULT_CGROUP_CPU_MAX "/sys/fs/cgroup/cpu.max"
-#define QUICK_FILE "(command line)"
 
 enum section_kind { SECTION_NONE, SECTION_SUPERVISOR, SECTION_APP };
 
@@ -46,10 +49,10 @@ enum section_kind { SECTION_NONE, SECTION_SUPERVISOR, SECTION_APP };
 #define LOADER_NAME_KEPT_MAX 32
 #define LOADER_SHORT_LINE_MAX 64
 
-struct loader;
+struct config_loader;
 
 /* Parses value into the field at offset off of obj (a struct config or struct config_app). */
-typedef int (*key_setter)(struct loader *l, void *obj, size_t off, const char *value);
+typedef int (*key_setter)(struct config_loader *l, void *obj, size_t off, const char *value);
 
 struct key_def {
     const char *name;
@@ -65,7 +68,7 @@ struct app_extra {
     unsigned *env_lines;    /* parallel to config_app.env */
 };
 
-struct loader {
+struct config_loader {
     const char *file; /* as errors name it */
 
     /* The input: a FILE, or a buffer in memory. */
@@ -135,22 +138,31 @@ static void error_set(struct config_error *e, const char *file, unsigned line, c
 }
 
 /* Records the first error, with its code; later ones are consequences and are dropped. */
-static int loader_fail_at(struct loader *l, int error, unsigned line, const char *key,
-                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int loader_fail_at(struct loader *l, int error, unsigned line, const char *key,
-                          const char *fmt, ...)
+static int loader_fail_atv(struct config_loader *l, int error, unsigned line, const char *key,
+                           const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static int loader_fail_atv(struct config_loader *l, int error, unsigned line, const char *key,
+                           const char *fmt, va_list ap)
 {
-    va_list ap;
-
     if (l->failed) {
         return l->error;
     }
     l->failed = true;
     l->error = error;
-    va_start(ap, fmt);
     error_setv(&l->err, l->file, line, key, fmt, ap);
-    va_end(ap);
     return error;
+}
+
+static int loader_fail_at(struct config_loader *l, int error, unsigned line, const char *key,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int loader_fail_at(struct config_loader *l, int error, unsigned line, const char *key,
+                          const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    int r = loader_fail_atv(l, error, line, key, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 /* An invalid value of the key being handled, on the current line. */
@@ -372,7 +384,7 @@ static void app_defaults(struct config_app *a)
 
 #define FIELD(obj, off, type) ((type *)(void *)((char *)(obj) + (off)))
 
-static int set_duration(struct loader *l, void *obj, size_t off, const char *value)
+static int set_duration(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     const char *why = "is invalid";
     uint64_t ms;
@@ -385,7 +397,7 @@ static int set_duration(struct loader *l, void *obj, size_t off, const char *val
 }
 
 /* A period or a deadline of zero would spin a timer or fail every start: at least 1ms. */
-static int set_duration_positive(struct loader *l, void *obj, size_t off, const char *value)
+static int set_duration_positive(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     int r = set_duration(l, obj, off, value);
 
@@ -395,7 +407,7 @@ static int set_duration_positive(struct loader *l, void *obj, size_t off, const 
     return r;
 }
 
-static int set_size(struct loader *l, void *obj, size_t off, const char *value)
+static int set_size(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     const char *why = "is invalid";
     uint64_t bytes;
@@ -407,7 +419,7 @@ static int set_size(struct loader *l, void *obj, size_t off, const char *value)
     return 0;
 }
 
-static int set_bool(struct loader *l, void *obj, size_t off, const char *value)
+static int set_bool(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     bool b;
 
@@ -420,7 +432,7 @@ static int set_bool(struct loader *l, void *obj, size_t off, const char *value)
 }
 
 /* Replaces the string at field with a copy of value. */
-static int set_string(struct loader *l, char **field, const char *value)
+static int set_string(struct config_loader *l, char **field, const char *value)
 {
     char *copy = strdup(value);
 
@@ -433,7 +445,7 @@ static int set_string(struct loader *l, char **field, const char *value)
 }
 
 /* A path that must be given when the key is: an empty value is a mistake, not "default". */
-static int set_path(struct loader *l, void *obj, size_t off, const char *value)
+static int set_path(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     if (!*value) {
         return loader_fail(l, "is empty; expected a path");
@@ -442,7 +454,7 @@ static int set_path(struct loader *l, void *obj, size_t off, const char *value)
 }
 
 /* An optional string: empty means unset (SPEC: "user =" = do not change user). */
-static int set_optional(struct loader *l, void *obj, size_t off, const char *value)
+static int set_optional(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     char **field = FIELD(obj, off, char *);
 
@@ -454,7 +466,7 @@ static int set_optional(struct loader *l, void *obj, size_t off, const char *val
     return set_string(l, field, value);
 }
 
-static int set_control_socket(struct loader *l, void *obj, size_t off, const char *value)
+static int set_control_socket(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     if (*value && strlen(value) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
         return loader_fail(l, "'%s' is too long for a Unix socket path (at most 107 bytes)", value);
@@ -462,7 +474,7 @@ static int set_control_socket(struct loader *l, void *obj, size_t off, const cha
     return set_path(l, obj, off, value);
 }
 
-static int set_log_format(struct loader *l, void *obj, size_t off, const char *value)
+static int set_log_format(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     enum log_format *field = FIELD(obj, off, enum log_format);
 
@@ -476,7 +488,7 @@ static int set_log_format(struct loader *l, void *obj, size_t off, const char *v
     return 0;
 }
 
-static int set_ready(struct loader *l, void *obj, size_t off, const char *value)
+static int set_ready(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     enum ready_mode *field = FIELD(obj, off, enum ready_mode);
 
@@ -495,7 +507,7 @@ static int set_ready(struct loader *l, void *obj, size_t off, const char *value)
     return 0;
 }
 
-static int set_restart(struct loader *l, void *obj, size_t off, const char *value)
+static int set_restart(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     enum restart_policy *field = FIELD(obj, off, enum restart_policy);
 
@@ -512,7 +524,7 @@ static int set_restart(struct loader *l, void *obj, size_t off, const char *valu
     return 0;
 }
 
-static int set_command(struct loader *l, void *obj, size_t off, const char *value)
+static int set_command(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     struct config_app *a = obj;
     const char *why = "is invalid";
@@ -540,7 +552,7 @@ static int set_command(struct loader *l, void *obj, size_t off, const char *valu
     return 0;
 }
 
-static int set_workers(struct loader *l, void *obj, size_t off, const char *value)
+static int set_workers(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     struct config_app *a = obj;
     const char *why = "is invalid";
@@ -561,7 +573,7 @@ static int set_workers(struct loader *l, void *obj, size_t off, const char *valu
     return 0;
 }
 
-static int set_reload_batch(struct loader *l, void *obj, size_t off, const char *value)
+static int set_reload_batch(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     const char *why = "is invalid";
     long n;
@@ -578,7 +590,7 @@ static int set_reload_batch(struct loader *l, void *obj, size_t off, const char 
  * second bind of the same address would fail at startup, long after `drover -t` said "ok".
  * Returns the line and owner of an earlier use of text among the apps' listen addresses.
  */
-static bool listen_find(const struct loader *l, const char *text, const char **ret_app,
+static bool listen_find(const struct config_loader *l, const char *text, const char **ret_app,
                         unsigned *ret_line)
 {
     for (size_t i = 0; i < l->cfg->n_apps; i++) {
@@ -594,7 +606,7 @@ static bool listen_find(const struct loader *l, const char *text, const char **r
     return false;
 }
 
-static int set_admin(struct loader *l, void *obj, size_t off, const char *value)
+static int set_admin(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     struct config *cfg = obj;
     const char *why = "is invalid";
@@ -624,7 +636,7 @@ static int set_admin(struct loader *l, void *obj, size_t off, const char *value)
     return 0;
 }
 
-static int set_listen(struct loader *l, void *obj, size_t off, const char *value)
+static int set_listen(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     struct config_app *a = obj;
     struct app_extra *x = &l->extra[l->app];
@@ -675,7 +687,7 @@ static int set_listen(struct loader *l, void *obj, size_t off, const char *value
  * A name given twice would leave the worker with two entries, and getenv() answers with the
  * first: the later line, which the user meant as the override, would silently lose.
  */
-static int set_env(struct loader *l, void *obj, size_t off, const char *value)
+static int set_env(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     struct config_app *a = obj;
     struct app_extra *x = &l->extra[l->app];
@@ -759,7 +771,7 @@ static const struct key_def app_keys[] = {
 };
 
 _Static_assert(sizeof supervisor_keys / sizeof supervisor_keys[0] <=
-                   sizeof((struct loader *)0)->sup_seen / sizeof(unsigned),
+                   sizeof((struct config_loader *)0)->sup_seen / sizeof(unsigned),
                "sup_seen too small");
 _Static_assert(sizeof app_keys / sizeof app_keys[0] <=
                    sizeof((struct app_extra *)0)->seen / sizeof(unsigned),
@@ -824,7 +836,7 @@ static const char *key_suggest(const struct key_def *table, const char *name)
 
 /* ---- sections ---- */
 
-static bool app_name_char_ok(char c)
+bool config_app_name_char_is_valid(char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '.' || c == '-';
@@ -835,19 +847,19 @@ static bool app_name_char_ok(char c)
  * values, and name state files: letters, digits, '_', '.' and '-' are safe in all three
  * (systemd forbids ':' in fd names).
  */
-static int loader_add_app(struct loader *l, const char *name, size_t len, unsigned line)
+static int loader_add_app(struct config_loader *l, const char *name, size_t len, unsigned line)
 {
     struct config *cfg = l->cfg;
 
     if (len == 0) {
         return loader_fail(l, "app name is empty; expected [app:NAME]");
     }
-    if (len > APP_NAME_MAX) {
+    if (len > CONFIG_APP_NAME_MAX) {
         return loader_fail(l, "app name '%.*s' is too long; at most %d characters", (int)len, name,
-                           APP_NAME_MAX);
+                           CONFIG_APP_NAME_MAX);
     }
     for (size_t i = 0; i < len; i++) {
-        if (!app_name_char_ok(name[i])) {
+        if (!config_app_name_char_is_valid(name[i])) {
             return loader_fail(l,
                                "app name '%.*s' has '%c'; expected letters, digits, '_', '.', '-'",
                                (int)len, name, name[i]);
@@ -888,7 +900,7 @@ static int loader_add_app(struct loader *l, const char *name, size_t len, unsign
     return 0;
 }
 
-static int loader_begin_section(struct loader *l, const char *name, size_t len)
+static int loader_begin_section(struct config_loader *l, const char *name, size_t len)
 {
     l->key = "";
     if (len == strlen("supervisor") && memcmp(name, "supervisor", len) == 0) {
@@ -919,7 +931,7 @@ static bool is_blank(char c)
  * anyway, and a file with no newline at all is then never read whole. False at the end, or on
  * a read error or when out of memory (both recorded).
  */
-static bool loader_file_line(struct loader *l, const char **ret_line, size_t *ret_len)
+static bool loader_file_line(struct config_loader *l, const char **ret_line, size_t *ret_len)
 {
     size_t n = 0;
     int c = 0;
@@ -958,7 +970,7 @@ static bool loader_file_line(struct loader *l, const char **ret_line, size_t *re
 }
 
 /* The next raw line, newline included; false at the end or on a read error (recorded). */
-static bool loader_next_line(struct loader *l, const char **ret_line, size_t *ret_len)
+static bool loader_next_line(struct config_loader *l, const char **ret_line, size_t *ret_len)
 {
     if (l->f) {
         return loader_file_line(l, ret_line, ret_len);
@@ -980,7 +992,7 @@ static bool loader_next_line(struct loader *l, const char **ret_line, size_t *re
  * A section header: "[NAME]", blanks inside the brackets ignored, followed by nothing but
  * blanks or a comment. Returns 0 or the error recorded.
  */
-static int loader_header(struct loader *l, const char *s, size_t len)
+static int loader_header(struct config_loader *l, const char *s, size_t len)
 {
     const char *close = memchr(s, ']', len);
 
@@ -1005,7 +1017,7 @@ static int loader_header(struct loader *l, const char *s, size_t len)
 }
 
 /* Writes a token for the len bytes at text into out; returns the end of what was written. */
-static char *loader_add_span(struct loader *l, char *out, const char *text, size_t len)
+static char *loader_add_span(struct config_loader *l, char *out, const char *text, size_t len)
 {
     l->span[l->n_spans].text = text;
     l->span[l->n_spans].len = len;
@@ -1023,8 +1035,8 @@ static char *loader_add_span(struct loader *l, char *out, const char *text, size
  * which it hands back for a continuation line, holds no token. Returns the end of what was
  * written.
  */
-static char *loader_emit_stretch(struct loader *l, char *out, const char *s, size_t a, size_t b,
-                                 bool first)
+static char *loader_emit_stretch(struct config_loader *l, char *out, const char *s, size_t a,
+                                 size_t b, bool first)
 {
     size_t x = a, y = b;
 
@@ -1073,7 +1085,7 @@ static size_t span_find(const char *s, size_t from, size_t end, const char *char
  * loader_expand() turns back into the stretch's text. At most three stretches are left, so the
  * result always fits.
  */
-static void loader_shorten(struct loader *l, const char *s, size_t len, char *out)
+static void loader_shorten(struct config_loader *l, const char *s, size_t len, char *out)
 {
     size_t first = 0, from, cut[2];
     size_t n_cut = 0;
@@ -1155,7 +1167,7 @@ static void loader_shorten(struct loader *l, const char *s, size_t len, char *ou
 /* inih's ini_reader: an fgets() that counts lines and vets them first. */
 static char *loader_read(char *str, int num, void *stream)
 {
-    struct loader *l = stream;
+    struct config_loader *l = stream;
     const char *line;
     size_t len;
 
@@ -1208,7 +1220,7 @@ static char *loader_read(char *str, int num, void *stream)
 }
 
 /* Writes s with its tokens expanded into out (NULL: only counts); returns the length. */
-static size_t loader_expand_into(const struct loader *l, const char *s, char *out)
+static size_t loader_expand_into(const struct config_loader *l, const char *s, char *out)
 {
     size_t n = 0;
 
@@ -1238,7 +1250,7 @@ static size_t loader_expand_into(const struct loader *l, const char *s, char *ou
  * replaced by the text it stands for, in *buf (grown as needed). s itself when the line was
  * handed over as it is, or NULL when out of memory.
  */
-static const char *loader_expand(struct loader *l, const char *s, char **buf, size_t *size)
+static const char *loader_expand(struct config_loader *l, const char *s, char **buf, size_t *size)
 {
     if (l->n_spans == 0) {
         return s;
@@ -1259,7 +1271,7 @@ static const char *loader_expand(struct loader *l, const char *s, char **buf, si
 /* inih's ini_handler: one KEY = VALUE of the current section. Returns 1 if good. */
 static int loader_on_key(void *user, const char *section, const char *name, const char *value)
 {
-    struct loader *l = user;
+    struct config_loader *l = user;
     const struct key_def *table;
     unsigned *seen;
     void *obj;
@@ -1309,7 +1321,7 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
     unsigned i = key_index(table, name);
     if (!table[i].name) {
         const char *hint = key_suggest(table, name);
-        char where[APP_NAME_MAX + 8];
+        char where[CONFIG_APP_NAME_MAX + 8];
         if (section) {
             snprintf(where, sizeof where, "[%s]", section);
         } else {
@@ -1334,7 +1346,7 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
 
 /* ---- whole-config checks, once every line is read ---- */
 
-static int loader_finish(struct loader *l)
+static int loader_finish(struct config_loader *l)
 {
     struct config *cfg = l->cfg;
 
@@ -1398,7 +1410,7 @@ static int loader_finish(struct loader *l)
 
 /* ---- entry points ---- */
 
-static void loader_done(struct loader *l)
+static void loader_done(struct config_loader *l)
 {
     for (size_t i = 0; i < l->n_extra; i++) {
         free(l->extra[i].listen_lines);
@@ -1412,7 +1424,7 @@ static void loader_done(struct loader *l)
 }
 
 /* Parses the loader's input into a new config. path is what cfg->path becomes (may be NULL). */
-static int loader_run(struct loader *l, const char *path, struct config **ret,
+static int loader_run(struct config_loader *l, const char *path, struct config **ret,
                       struct config_error *reterr)
 {
     int r;
@@ -1453,7 +1465,7 @@ out:
 
 int config_load(const char *path, struct config **ret, struct config_error *reterr)
 {
-    struct loader l = {.file = path};
+    struct config_loader l = {.file = path};
 
     l.f = fopen(path, "re");
     if (!l.f) {
@@ -1469,170 +1481,94 @@ int config_load(const char *path, struct config **ret, struct config_error *rete
 int config_load_string(const char *name, const char *text, size_t len, struct config **ret,
                        struct config_error *reterr)
 {
-    struct loader l = {.file = name, .mem = text, .mem_len = len};
+    struct config_loader l = {.file = name, .mem = text, .mem_len = len};
 
     return loader_run(&l, NULL, ret, reterr);
 }
 
-/* Whether an argument reads back as itself through parse_argv() without quotes. */
-static bool arg_is_plain(const char *s)
+/* ---- the loader without a file (config_loader.h) ---- */
+
+int config_loader_new(const char *file, struct config_loader **ret, struct config_error *reterr)
 {
-    if (!*s) {
-        return false;
+    struct config_loader *l = calloc(1, sizeof *l);
+
+    if (!l) {
+        error_set(reterr, file, 0, "", "out of memory");
+        return -ENOMEM;
     }
-    for (; *s; s++) {
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,@%+-",
-                    *s)) {
-            return false;
-        }
+    l->file = file;
+    l->cfg = config_new_defaults();
+    if (!l->cfg) {
+        error_set(reterr, file, 0, "", "out of memory");
+        config_loader_free(l);
+        return -ENOMEM;
     }
-    return true;
+    *ret = l;
+    return 0;
 }
 
-/*
- * argv joined into one command line, quoted so that parse_argv() gives argv back: what status
- * shows and logs print is then also what a config file would need.
- */
-static char *argv_join(char *const *argv)
+void config_loader_free(struct config_loader *l)
 {
-    char *out = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&out, &size);
-
-    if (!f) {
-        return NULL;
+    if (!l) {
+        return;
     }
-    for (size_t i = 0; argv[i]; i++) {
-        if (i > 0) {
-            fputc(' ', f);
-        }
-        if (arg_is_plain(argv[i])) {
-            fputs(argv[i], f);
-            continue;
-        }
-        fputc('\'', f);
-        for (const char *p = argv[i]; *p; p++) {
-            if (*p == '\'') {
-                fputs("'\\''", f);
-            } else {
-                fputc(*p, f);
-            }
-        }
-        fputc('\'', f);
-    }
-    if (fclose(f) != 0) {
-        free(out);
-        return NULL;
-    }
-    return out;
+    loader_done(l);
+    free(l);
 }
 
-/* The app name of the quick start: argv[0]'s base name, made safe. */
-static void quick_app_name(const char *argv0, char *buf, size_t size)
+int config_loader_add_app(struct config_loader *l, const char *name, struct config_app **ret_app)
 {
-    const char *base = argv0;
-    size_t n = 0;
+    int r = loader_add_app(l, name, strlen(name), l->lineno);
 
-    for (const char *p = argv0; *p; p++) {
-        if (*p == '/' && p[1]) {
-            base = p + 1;
-        }
-    }
-    for (; base[n] && base[n] != '/' && n + 1 < size; n++) {
-        buf[n] = app_name_char_ok(base[n]) ? base[n] : '_';
-    }
-    buf[n] = '\0';
-    if (n == 0) {
-        snprintf(buf, size, "app");
-    }
-}
-
-int config_quick(unsigned workers, const char *listen, const char *admin, const char *socket,
-                 const char *ready, char *const *argv, struct config **ret,
-                 struct config_error *reterr)
-{
-    struct loader l = {.file = QUICK_FILE};
-    char name[APP_NAME_MAX + 1];
-    char count[16];
-
-    l.cfg = config_new_defaults();
-    if (!l.cfg) {
-        loader_fail_at(&l, -ENOMEM, 0, "", "out of memory");
-        goto out;
-    }
-    if (!argv || !argv[0]) {
-        loader_fail_at(&l, -EINVAL, 0, "command",
-                       "no command given; expected drover [OPTIONS] -- CMD ARGS...");
-        goto out;
-    }
-    quick_app_name(argv[0], name, sizeof name);
-    if (loader_add_app(&l, name, strlen(name), 0) < 0) {
-        goto out;
-    }
-    struct config_app *a = &l.cfg->apps[0];
-
-    /* The same setters as the file, so the same checks and messages. */
-    if (socket) {
-        l.key = "control_socket";
-        if (set_control_socket(&l, l.cfg, offsetof(struct config, control_socket), socket) < 0) {
-            goto out;
-        }
-    }
-    if (admin) {
-        l.key = "admin_listen";
-        if (set_admin(&l, l.cfg, 0, admin) < 0) {
-            goto out;
-        }
-    }
-    l.key = "workers";
-    snprintf(count, sizeof count, "%u", workers);
-    if (set_workers(&l, a, 0, workers == 0 ? "auto" : count) < 0) {
-        goto out;
-    }
-    if (listen) {
-        l.key = "listen";
-        if (set_listen(&l, a, 0, listen) < 0) {
-            goto out;
-        }
-    }
-    l.key = "ready";
-    if (set_ready(&l, a, offsetof(struct config_app, ready), ready ? ready : "auto") < 0) {
-        goto out;
-    }
-
-    l.key = "command";
-    size_t argc = 0;
-    while (argv[argc]) {
-        argc++;
-    }
-    a->argv = calloc(argc + 1, sizeof *a->argv);
-    if (!a->argv) {
-        loader_oom(&l);
-        goto out;
-    }
-    for (size_t i = 0; i < argc; i++) {
-        a->argv[i] = strdup(argv[i]);
-        if (!a->argv[i]) {
-            loader_oom(&l);
-            goto out;
-        }
-    }
-    a->command = argv_join(argv);
-    if (!a->command) {
-        loader_oom(&l);
-        goto out;
-    }
-    loader_finish(&l);
-out:
-    if (l.failed) {
-        *reterr = l.err;
-        int r = l.error;
-        loader_done(&l);
+    if (r < 0) {
         return r;
     }
-    *ret = l.cfg;
-    l.cfg = NULL;
-    loader_done(&l);
+    *ret_app = &l->cfg->apps[l->app];
+    return 0;
+}
+
+int config_loader_set(struct config_loader *l, const char *key, const char *value)
+{
+    unsigned i = key_index(supervisor_keys, key);
+
+    if (l->failed) {
+        return l->error;
+    }
+    l->key = key;
+    if (supervisor_keys[i].name) {
+        return supervisor_keys[i].set(l, l->cfg, supervisor_keys[i].off, value);
+    }
+    i = key_index(app_keys, key);
+    if (!app_keys[i].name) {
+        return loader_fail(l, "unknown key");
+    }
+    if (l->section != SECTION_APP) {
+        return loader_fail(l, "an app's key, and there is no app yet");
+    }
+    return app_keys[i].set(l, &l->cfg->apps[l->app], app_keys[i].off, value);
+}
+
+int config_loader_fail(struct config_loader *l, int error, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    int r = loader_fail_atv(l, error, l->lineno, key, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int config_loader_finish(struct config_loader *l, struct config **ret, struct config_error *reterr)
+{
+    if (!l->failed) {
+        loader_finish(l);
+    }
+    if (l->failed) {
+        *reterr = l->err;
+        return l->error;
+    }
+    *ret = l->cfg;
+    l->cfg = NULL;
     return 0;
 }
 

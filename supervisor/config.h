@@ -4,8 +4,9 @@
  * A config is built whole or not at all: every key is validated where it stands, and the first
  * error carries file, line, key and a message, so `drover -t` and a rejected reload say exactly
  * what to fix. Unknown sections and keys are errors. Defaults are filled in here, so the rest of
- * drover never sees an unset value. The quick start (`drover -i N -l ADDR -- CMD`) builds the
- * same struct in memory, with the same validation. Pure: no logging, no sockets.
+ * drover never sees an unset value. The quick start (`drover -i N -l ADDR -- CMD`, quickstart.h)
+ * builds the same struct through the same loader (config_loader.h), with the same validation.
+ * Pure: no logging, no sockets.
  */
 #pragma once
 
@@ -107,18 +108,6 @@ int config_load(const char *path, struct config **ret, struct config_error *rete
  */
 int config_load_string(const char *name, const char *text, size_t len, struct config **ret,
                        struct config_error *reterr);
-
-/*
- * The quick start: one app running argv with `workers` workers (0 = "auto") on `listen` (may
- * be NULL), admin on `admin` (NULL = the default, "off" = none), control socket at `socket`
- * (NULL = the default), readiness `ready` (a ready mode; NULL = auto, so that an app that
- * never speaks serves too). The app is named after argv[0]'s base name; its command is argv
- * joined and quoted for display, its argv a copy. Same validation and defaults as a file;
- * errors name the file "(command line)", line 0. Returns 0 or -EINVAL with *reterr.
- */
-int config_quick(unsigned workers, const char *listen, const char *admin, const char *socket,
-                 const char *ready, char *const *argv, struct config **ret,
-                 struct config_error *reterr);
 
 void config_free(struct config *cfg);
 

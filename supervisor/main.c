@@ -16,6 +16,7 @@
 #include "control.h"
 #include "log.h"
 #include "master.h"
+#include "quickstart.h"
 
 #define EXIT_USAGE 2
 
@@ -149,7 +150,7 @@ int main(int argc, char **argv)
     if (quick) {
         unsigned workers = 1;
         if (instances && strcmp(instances, "auto") == 0) {
-            workers = 0; /* config_quick reads 0 as "auto" */
+            workers = 0; /* quickstart_config reads 0 as "auto" */
         } else if (instances) {
             char *end;
             errno = 0;
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
             }
             workers = (unsigned)n;
         }
-        r = config_quick(workers, listen, admin, socket, ready, cmd, &cfg, &err);
+        r = quickstart_config(workers, listen, admin, socket, ready, cmd, &cfg, &err);
     } else {
         if (!config_path) {
             config_path = "drover.ini";

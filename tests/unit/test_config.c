@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "quickstart.h"
 
 /* ---- helpers ---- */
 
@@ -1087,7 +1088,7 @@ static void test_quick(void **state)
     struct config_error err;
     char *sock = config_default_control_socket();
 
-    int r = config_quick(4, "127.0.0.1:8080", NULL, NULL, NULL, argv, &cfg, &err);
+    int r = quickstart_config(4, "127.0.0.1:8080", NULL, NULL, NULL, argv, &cfg, &err);
     if (r != 0) {
         show_error(&err);
     }
@@ -1126,7 +1127,7 @@ static void test_quick(void **state)
 
     /* No listen address, admin off, an explicit socket, workers = auto. */
     char *const plain[] = {"./worker", NULL};
-    assert_int_equal(config_quick(0, NULL, "off", "/tmp/q.sock", NULL, plain, &cfg, &err), 0);
+    assert_int_equal(quickstart_config(0, NULL, "off", "/tmp/q.sock", NULL, plain, &cfg, &err), 0);
     assert_string_equal(cfg->apps[0].name, "worker");
     assert_string_equal(cfg->apps[0].command, "./worker");
     assert_int_equal(cfg->apps[0].n_listen, 0);
@@ -1138,13 +1139,13 @@ static void test_quick(void **state)
 
     char *const odd[] = {"bin/", NULL};
     assert_int_equal(
-        config_quick(1, "unix:/tmp/x.sock", "[::1]:9300", NULL, NULL, odd, &cfg, &err), 0);
+        quickstart_config(1, "unix:/tmp/x.sock", "[::1]:9300", NULL, NULL, odd, &cfg, &err), 0);
     assert_string_equal(cfg->apps[0].name, "bin");
     assert_string_equal(cfg->admin.text, "[::1]:9300");
     config_free(cfg);
 
     char *const root[] = {"/", NULL};
-    assert_int_equal(config_quick(1, NULL, NULL, NULL, "notify", root, &cfg, &err), 0);
+    assert_int_equal(quickstart_config(1, NULL, NULL, NULL, "notify", root, &cfg, &err), 0);
     assert_string_equal(cfg->apps[0].name, "app");
     assert_int_equal(cfg->apps[0].ready, READY_NOTIFY);
     config_free(cfg);
@@ -1156,7 +1157,7 @@ static void quick_bad(unsigned workers, const char *listen, const char *admin, c
     struct config *cfg = (struct config *)(uintptr_t)1;
     struct config_error err;
 
-    assert_int_equal(config_quick(workers, listen, admin, socket, NULL, argv, &cfg, &err),
+    assert_int_equal(quickstart_config(workers, listen, admin, socket, NULL, argv, &cfg, &err),
                      -EINVAL);
     assert_true(cfg == (struct config *)(uintptr_t)1);
     check_error(&err, "(command line)", 0, key, message_part);
@@ -1181,9 +1182,9 @@ static void test_quick_errors(void **state)
     quick_bad(1, NULL, NULL, NULL, NULL, "command", "no command given");
 
     struct config *cfg = NULL;
-    assert_int_equal(config_quick(1, NULL, NULL, NULL, "soon", argv, &cfg, &err), -EINVAL);
+    assert_int_equal(quickstart_config(1, NULL, NULL, NULL, "soon", argv, &cfg, &err), -EINVAL);
     check_error(&err, "(command line)", 0, "ready", "'soon' is not a ready mode");
-    assert_int_equal(config_quick(1, "127.0.0.1:99999", NULL, NULL, NULL, argv, &cfg, &err),
+    assert_int_equal(quickstart_config(1, "127.0.0.1:99999", NULL, NULL, NULL, argv, &cfg, &err),
                      -EINVAL);
     config_error_format(&err, buf, sizeof buf);
     assert_string_equal(buf, "(command line): listen: '127.0.0.1:99999' has a port out of range; "

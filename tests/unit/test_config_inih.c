@@ -48,7 +48,7 @@ static char *input_read(char *str, int num, void *stream)
 }
 
 /* The loader whose spans the handler expands; NULL while inih reads the line whole. */
-static struct loader *expanding;
+static struct config_loader *expanding;
 
 static int record(void *user, const char *section, const char *name, const char *value)
 {
@@ -112,7 +112,7 @@ static void test_short_form_reads_alike(void **state)
         expanding = NULL;
         whole.error = ini_parse_stream(input_read, &in, record, &whole);
 
-        struct loader l = {.after_key = after_key};
+        struct config_loader l = {.after_key = after_key};
         loader_shorten(&l, line, strlen(line), shortened);
         assert_true(strlen(shortened) < LOADER_SHORT_LINE_MAX);
         shortened[strlen(shortened) - 1] = '\0'; /* input_read adds the newline */
