@@ -3,7 +3,8 @@
  *
  * The store of an app has three layers, each pointing to the one below:
  *
- *   snapshots   one per live worker that sent one: its families and samples, as sent
+ *   snapshots   one per live worker that sent one: its families and samples, as the parser
+ *               (snapshot.c) read them
  *   series      one per distinct (family, label set) of the app: what the page shows; also
  *               where an exited worker's counters and histograms live on (the retired totals)
  *   definitions one per family name: type, help, merge mode, histogram buckets
@@ -14,15 +15,16 @@
  * snapshots: with max, min and avg gauges there is nothing to keep up to date incrementally, and
  * a scrape of 64 workers x 1000 series is a few tens of thousands of additions.
  *
- * Replacing a snapshot is transactional: the new one is parsed and checked whole, then attached
- * (taking references, creating series), and only then is the old one detached. When a check that
- * needs the attached state fails (a duplicate series, a limit), the new snapshot is detached
- * again, which undoes exactly what attaching did, and the old one stays as it was.
+ * Replacing a snapshot is transactional: the new one is parsed and checked whole (snapshot.c:
+ * the family format and the per-worker limits), then attached (taking references, creating
+ * series), and only then is the old one detached. When a check that needs the attached state
+ * fails (a duplicate series, a limit), the new snapshot is detached again, which undoes exactly
+ * what attaching did, and the old one stays as it was.
  *
- * A series is keyed by its bytes: the family name, then each label name and value in name
- * order, each ending in NUL (JSON strings from jansson never contain one), and for gauges
- * merged per worker the slot. Labels with an empty value are dropped first, because Prometheus
- * treats code="" exactly as no code label at all.
+ * A series is keyed by the bytes the parser builds for each sample (see snapshot.h): the
+ * family name and the non-empty labels in name order, and for gauges merged per worker the
+ * slot. What only the store can check is checked here: a family or series given twice in one
+ * snapshot, a family that disagrees with the app's definition, the per-app limits.
  */
 #include "metrics.h"
 
@@ -31,10 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum metrics_agg { AGG_SUM, AGG_MAX, AGG_MIN, AGG_AVG, AGG_WORKER, AGG_COUNT };
-
-static const char *const agg_names[AGG_COUNT] = {"sum", "max", "min", "avg", "worker"};
 
 /* ---- a small intrusive hash table keyed by bytes ---- */
 
@@ -123,7 +121,7 @@ struct mdef {
     char *name;
     char *help;
     enum prom_type type;
-    enum metrics_agg agg;
+    enum snapshot_agg agg;
     double *buckets;
     size_t n_buckets;
     size_t refs;                /* families of live snapshots + series */
@@ -163,37 +161,21 @@ struct mseries {
 _Static_assert(offsetof(struct mdef, h) == 0 && offsetof(struct mseries, h) == 0,
                "hnode first");
 
-struct msample {
-    struct mseries *series;
-    size_t key_off;             /* while parsing: the key in the app's scratch buffer */
-    size_t key_len;
-    size_t n_labels;
-    double value, sum, count;
-    double *counts;             /* histograms: in the snapshot's pool */
-};
-
-struct mfamily {
-    struct mdef *def;
-    const char *name;           /* while installing: borrowed from the JSON */
-    const char *help;
-    enum prom_type type;
-    enum metrics_agg agg;
-    const double *buckets;      /* in the snapshot's pool */
-    size_t n_buckets;
-    struct msample *samples;
-    size_t n_samples;
-};
-
+/*
+ * A live worker's snapshot, as snapshot_parse() read it, with what the store adds: the
+ * definition of each family and the series of each sample. Once attached, snap.families holds
+ * only the families that agree with the app's definitions, and defs[i] is the definition of
+ * snap.families[i]; series[] runs parallel to snap.samples (see snap_series). The names the
+ * families borrowed from the JSON are only read while attaching.
+ */
 struct msnap {
     struct msnap *next;         /* sorted by slot, then key */
     uint64_t key;
     int slot;
     double at;
-    struct mfamily *fams;
-    size_t n_fams;
-    struct msample *samples;
-    size_t n_samples;
-    double *pool;
+    struct snapshot snap;
+    struct mdef **defs;
+    struct mseries **series;
     size_t cost;
     size_t conflicts;
     bool wins;                  /* page build: the newest snapshot of its slot */
@@ -215,8 +197,7 @@ struct metrics_app {
     size_t hidden;                  /* families left off by the last page build */
     uint64_t accepted;
     uint64_t refused[METRICS_REFUSED_COUNT];
-    char *scratch;                  /* series keys being parsed */
-    size_t scratch_len, scratch_cap;
+    struct snapshot_keys keys;      /* series keys of the snapshot being installed */
 };
 
 const char *metrics_refusal_to_string(enum metrics_refusal reason)
@@ -243,9 +224,9 @@ static void snap_free(struct msnap *sn)
     if (!sn) {
         return;
     }
-    free(sn->fams);
-    free(sn->samples);
-    free(sn->pool);
+    snapshot_done(&sn->snap);
+    free(sn->defs);
+    free(sn->series);
     free(sn);
 }
 
@@ -287,7 +268,7 @@ void metrics_app_free(struct metrics_app *ma)
     }
     free(ma->defs.slots);
     free(ma->series.slots);
-    free(ma->scratch);
+    snapshot_keys_done(&ma->keys);
     free(ma->name);
     free(ma);
 }
@@ -372,7 +353,7 @@ static void series_unref(struct metrics_app *ma, struct mseries *s)
 }
 
 /* A definition for family f, taking nothing yet (refs 0). Returns 0, -ENOMEM or -E2BIG. */
-static int def_new(struct metrics_app *ma, const struct mfamily *f, uint64_t hash,
+static int def_new(struct metrics_app *ma, const struct snapshot_family *f, uint64_t hash,
                    struct mdef **ret)
 {
     if (ma->defs.n >= METRICS_MAX_APP_FAMILIES) {
@@ -412,7 +393,7 @@ fail:
     return -ENOMEM;
 }
 
-static bool def_agrees(const struct mdef *d, const struct mfamily *f)
+static bool def_agrees(const struct mdef *d, const struct snapshot_family *f)
 {
     if (d->type != f->type || d->agg != f->agg || d->n_buckets != f->n_buckets) {
         return false;
@@ -447,7 +428,7 @@ static int series_new(struct metrics_app *ma, struct mdef *d, const char *key, s
     }
     s->n_labels = n_labels;
     s->pre[0] = ma->pre;
-    if (d->agg == AGG_WORKER) {
+    if (d->agg == SNAPSHOT_AGG_WORKER) {
         snprintf(s->slot_text, sizeof s->slot_text, "%s", p);
         s->pre[1] = (struct prom_label){"worker", s->slot_text};
     }
@@ -482,386 +463,60 @@ fail:
     return -ENOMEM;
 }
 
-/* ---- parsing a snapshot ---- */
-
-static int scratch_put(struct metrics_app *ma, const char *s, size_t n)
-{
-    if (ma->scratch_len + n > ma->scratch_cap) {
-        size_t cap = ma->scratch_cap ? ma->scratch_cap : 4096;
-        while (cap < ma->scratch_len + n) {
-            cap *= 2;
-        }
-        char *p = realloc(ma->scratch, cap);
-        if (!p) {
-            return -ENOMEM;
-        }
-        ma->scratch = p;
-        ma->scratch_cap = cap;
-    }
-    memcpy(ma->scratch + ma->scratch_len, s, n);
-    ma->scratch_len += n;
-    return 0;
-}
-
-static bool name_is_reserved_label(const char *name, enum prom_type type)
-{
-    /* drover adds app (always) and worker (per-worker series); le belongs to histograms. */
-    return strcmp(name, "app") == 0 || strcmp(name, "worker") == 0 ||
-           (type == PROM_HISTOGRAM && strcmp(name, "le") == 0);
-}
-
-static int label_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct prom_label *)a)->name, ((const struct prom_label *)b)->name);
-}
-
-/* Reads an optional string member: NULL (absent or null) or the string; -EPROTO otherwise. */
-static int member_string(json_t *obj, const char *key, const char **ret)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        *ret = NULL;
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        return -EPROTO;
-    }
-    *ret = json_string_value(v);
-    return 0;
-}
-
-#define PROTO(why)                                                                                \
-    do {                                                                                          \
-        *ret_error = (why);                                                                       \
-        return -EPROTO;                                                                           \
-    } while (0)
-
-/* The sample's key (see the top of this file) appended to the scratch buffer. */
-static int parse_labels(struct metrics_app *ma, const struct mfamily *f, json_t *labels,
-                        const char *slot, struct msample *out, const char **ret_error)
-{
-    struct prom_label set[METRICS_MAX_LABELS] = {{0}};
-    size_t n = 0;
-    if (labels && !json_is_null(labels)) {
-        if (!json_is_object(labels)) {
-            PROTO("labels is not an object");
-        }
-        if (json_object_size(labels) > METRICS_MAX_LABELS) {
-            PROTO("too many labels on a sample");
-        }
-        const char *name;
-        json_t *value;
-        json_object_foreach(labels, name, value) {
-            if (!json_is_string(value)) {
-                PROTO("a label value is not a string");
-            }
-            if (!prom_label_name_is_valid(name)) {
-                PROTO("invalid label name");
-            }
-            if (name_is_reserved_label(name, f->type)) {
-                PROTO("reserved label name (app, worker, or le on a histogram)");
-            }
-            if (*json_string_value(value) != '\0') {
-                set[n++] = (struct prom_label){name, json_string_value(value)};
-            }
-        }
-    }
-    qsort(set, n, sizeof set[0], label_cmp);
-    out->key_off = ma->scratch_len;
-    int r = scratch_put(ma, f->name, strlen(f->name) + 1);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        r = scratch_put(ma, set[i].name, strlen(set[i].name) + 1);
-        if (r == 0) {
-            r = scratch_put(ma, set[i].value, strlen(set[i].value) + 1);
-        }
-    }
-    if (r == 0 && f->agg == AGG_WORKER) {
-        /* Gauges merged per worker are one series per slot. */
-        r = scratch_put(ma, slot, strlen(slot) + 1);
-    }
-    out->key_len = ma->scratch_len - out->key_off;
-    out->n_labels = n;
-    return r;
-}
-
-static int parse_sample(struct metrics_app *ma, const struct mfamily *f, json_t *js,
-                        const char *slot, double *counts, struct msample *out,
-                        const char **ret_error)
-{
-    if (!json_is_object(js)) {
-        PROTO("a sample is not an object");
-    }
-    int r = parse_labels(ma, f, json_object_get(js, "labels"), slot, out, ret_error);
-    if (r < 0) {
-        return r;
-    }
-    if (f->type != PROM_HISTOGRAM) {
-        json_t *v = json_object_get(js, "value");
-        if (!json_is_number(v)) {
-            PROTO("a sample's value is missing or not a number");
-        }
-        out->value = json_number_value(v);
-        if (f->type == PROM_COUNTER && !(out->value >= 0)) {
-            PROTO("a counter is negative");
-        }
-        return 0;
-    }
-    json_t *jc = json_object_get(js, "counts");
-    if (!json_is_array(jc) || json_array_size(jc) != f->n_buckets + 1) {
-        PROTO("a histogram sample's counts are missing or not one per bucket plus +Inf");
-    }
-    for (size_t i = 0; i <= f->n_buckets; i++) {
-        json_t *c = json_array_get(jc, i);
-        if (!json_is_number(c)) {
-            PROTO("a histogram count is not a number");
-        }
-        counts[i] = json_number_value(c);
-        if (!(counts[i] >= (i ? counts[i - 1] : 0))) {
-            PROTO("histogram counts are negative or not cumulative");
-        }
-    }
-    out->counts = counts;
-    json_t *sum = json_object_get(js, "sum");
-    if (!json_is_number(sum)) {
-        PROTO("a histogram sample's sum is missing or not a number");
-    }
-    out->sum = json_number_value(sum);
-    json_t *count = json_object_get(js, "count");
-    out->count = counts[f->n_buckets];
-    if (count && !json_is_null(count)) {
-        if (!json_is_number(count) || json_number_value(count) != out->count) {
-            PROTO("a histogram sample's count is not its +Inf bucket count");
-        }
-    }
-    return 0;
-}
-
-/*
- * The family's type as its JSON states it: the one reading of a family's type, used both by
- * the pass that sizes a snapshot's storage (snap_measure) and by the pass that fills it
- * (parse_family_head), so that they agree on which families take pool doubles. The filling
- * pass also checks every write against what was sized (snap_parse), so that even a future
- * disagreement refuses the snapshot instead of writing past the storage. Returns 0 or -EINVAL.
- */
-static int family_type(json_t *jf, enum prom_type *ret)
-{
-    const char *s = NULL;
-    if (member_string(jf, "type", &s) < 0 || prom_type_from_string(s, ret) < 0) {
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* The family's own fields (not its samples) into f; its buckets into buckets, which has room
- * for room doubles. */
-static int parse_family_head(json_t *jf, double *buckets, size_t room, struct mfamily *f,
-                             const char **ret_error)
-{
-    if (!json_is_object(jf)) {
-        PROTO("a family is not an object");
-    }
-    json_t *name = json_object_get(jf, "name");
-    if (!json_is_string(name) || !prom_metric_name_is_valid(json_string_value(name))) {
-        PROTO("a family name is missing or not a valid metric name");
-    }
-    f->name = json_string_value(name);
-    if (strncmp(f->name, "drover_", 7) == 0) {
-        PROTO("family names starting with drover_ are drover's own");
-    }
-    if (family_type(jf, &f->type) < 0) {
-        PROTO("a family type is missing or not counter, gauge or histogram");
-    }
-    const char *s;
-    if (member_string(jf, "help", &f->help) < 0) {
-        PROTO("a family's help is not a string");
-    }
-    if (!f->help) {
-        f->help = "";
-    }
-    if (member_string(jf, "agg", &s) < 0) {
-        PROTO("a family's agg is not a string");
-    }
-    f->agg = AGG_SUM;
-    if (s) {
-        size_t i = 0;
-        while (i < AGG_COUNT && strcmp(s, agg_names[i]) != 0) {
-            i++;
-        }
-        if (i == AGG_COUNT) {
-            PROTO("agg is not sum, max, min, avg or worker");
-        }
-        if (f->type != PROM_GAUGE && i != AGG_SUM) {
-            PROTO("counters and histograms are always summed (agg applies to gauges)");
-        }
-        f->agg = (enum metrics_agg)i;
-    }
-    f->n_buckets = 0;
-    f->buckets = buckets;
-    if (f->type == PROM_HISTOGRAM) {
-        json_t *jb = json_object_get(jf, "buckets");
-        if (!json_is_array(jb)) {
-            PROTO("a histogram has no buckets array");
-        }
-        if (json_array_size(jb) > room) {
-            PROTO("a histogram's buckets do not fit the snapshot's measured size");
-        }
-        for (size_t i = 0; i < json_array_size(jb); i++) {
-            json_t *b = json_array_get(jb, i);
-            if (!json_is_number(b)) {
-                PROTO("a histogram bucket is not a number");
-            }
-            buckets[i] = json_number_value(b);
-            if (i > 0 && !(buckets[i] > buckets[i - 1])) {
-                PROTO("histogram buckets are not strictly ascending");
-            }
-        }
-        f->n_buckets = json_array_size(jb);
-    }
-    if (!json_is_array(json_object_get(jf, "samples"))) {
-        PROTO("a family has no samples array");
-    }
-    return 0;
-}
-
-/*
- * First pass over the JSON, trusting nothing: how many families, samples and pool doubles the
- * snapshot needs, and whether it is within the per-worker limits before anything is allocated.
- */
-static int snap_measure(json_t *families, size_t *ret_samples, size_t *ret_pool,
-                        const char **ret_error)
-{
-    size_t n_samples = 0, pool = 0, cost = 0;
-    if (json_array_size(families) > METRICS_MAX_FAMILIES) {
-        *ret_error = "too many families";
-        return -E2BIG;
-    }
-    size_t i;
-    json_t *jf;
-    json_array_foreach(families, i, jf) {
-        json_t *samples = json_object_get(jf, "samples");
-        size_t n = json_is_array(samples) ? json_array_size(samples) : 0;
-        size_t nb = 0;
-        enum prom_type type;
-        if (family_type(jf, &type) == 0 && type == PROM_HISTOGRAM) {
-            nb = json_array_size(json_object_get(jf, "buckets"));
-            if (nb > METRICS_MAX_BUCKETS) {
-                PROTO("a histogram has more than 100 buckets");
-            }
-            pool += nb + n * (nb + 1);
-            cost += n * (nb + 3);
-        } else {
-            cost += n;
-        }
-        n_samples += n;
-        if (cost > METRICS_MAX_SERIES) {
-            *ret_error = "too many series";
-            return -E2BIG;
-        }
-    }
-    *ret_samples = n_samples;
-    *ret_pool = pool;
-    return 0;
-}
-
-/* Parses families of a worker in slot into a new snapshot whose keys are in the scratch
- * buffer. Returns 0, -EPROTO or -E2BIG with *ret_error, or -ENOMEM. */
-static int snap_parse(struct metrics_app *ma, json_t *families, const char *slot,
-                      struct msnap **ret, const char **ret_error)
-{
-    size_t n_samples = 0, n_pool = 0;
-    struct msnap *sn = NULL;
-    int r;
-
-    if (!json_is_array(families)) {
-        PROTO("families is not an array");
-    }
-    r = snap_measure(families, &n_samples, &n_pool, ret_error);
-    if (r < 0) {
-        return r;
-    }
-    r = -ENOMEM;
-    sn = calloc(1, sizeof *sn);
-    if (!sn) {
-        goto out;
-    }
-    size_t n_fams = json_array_size(families);
-    sn->fams = calloc(n_fams ? n_fams : 1, sizeof *sn->fams);
-    sn->samples = calloc(n_samples ? n_samples : 1, sizeof *sn->samples);
-    sn->pool = calloc(n_pool ? n_pool : 1, sizeof *sn->pool);
-    if (!sn->fams || !sn->samples || !sn->pool) {
-        goto out;
-    }
-    ma->scratch_len = 0;
-    size_t k = 0, pool = 0;
-    for (size_t i = 0; i < n_fams; i++) {
-        json_t *jf = json_array_get(families, i);
-        struct mfamily *f = &sn->fams[i];
-        r = parse_family_head(jf, sn->pool + pool, n_pool - pool, f, ret_error);
-        if (r < 0) {
-            goto out;
-        }
-        pool += f->n_buckets;
-        json_t *samples = json_object_get(jf, "samples");
-        f->samples = sn->samples + k;
-        f->n_samples = json_array_size(samples);
-        /* Every write below stays within what snap_measure sized: a family that would not fit
-         * refuses the snapshot (see family_type). */
-        size_t per_sample = f->type == PROM_HISTOGRAM ? f->n_buckets + 1 : 0;
-        if (f->n_samples > n_samples - k || per_sample * f->n_samples > n_pool - pool) {
-            *ret_error = "a family's samples do not fit the snapshot's measured size";
-            r = -EPROTO;
-            goto out;
-        }
-        for (size_t j = 0; j < f->n_samples; j++) {
-            struct msample *s = &f->samples[j];
-            r = parse_sample(ma, f, json_array_get(samples, j), slot, sn->pool + pool, s,
-                             ret_error);
-            if (r < 0) {
-                goto out;
-            }
-            if (f->type == PROM_HISTOGRAM) {
-                pool += f->n_buckets + 1;
-            }
-        }
-        k += f->n_samples;
-    }
-    sn->n_fams = n_fams;
-    sn->n_samples = k;
-    *ret = sn;
-    sn = NULL;
-    r = 0;
-out:
-    snap_free(sn);
-    return r;
-}
-
-#undef PROTO
-
 /* ---- installing a snapshot ---- */
+
+/* The series of family f's samples: f->n_samples entries of sn->series. */
+static struct mseries **snap_series(const struct msnap *sn, const struct snapshot_family *f)
+{
+    return sn->series + (f->samples - sn->snap.samples);
+}
+
+/* A store snapshot of what the parser read, attached to nothing yet. Takes *parsed (freed on
+ * failure too). Returns 0 or -ENOMEM. */
+static int snap_new(struct snapshot *parsed, struct msnap **ret)
+{
+    struct msnap *sn = calloc(1, sizeof *sn);
+
+    if (!sn) {
+        snapshot_done(parsed);
+        return -ENOMEM;
+    }
+    sn->snap = *parsed;
+    *parsed = (struct snapshot){0};
+    sn->defs = calloc(sn->snap.n_families ? sn->snap.n_families : 1, sizeof *sn->defs);
+    sn->series = calloc(sn->snap.n_samples ? sn->snap.n_samples : 1, sizeof *sn->series);
+    if (!sn->defs || !sn->series) {
+        snap_free(sn);
+        return -ENOMEM;
+    }
+    *ret = sn;
+    return 0;
+}
 
 /* Drops every reference the snapshot's accepted families hold. */
 static void snap_detach(struct metrics_app *ma, struct msnap *sn)
 {
-    for (size_t i = 0; i < sn->n_fams; i++) {
-        struct mfamily *f = &sn->fams[i];
+    for (size_t i = 0; i < sn->snap.n_families; i++) {
+        const struct snapshot_family *f = &sn->snap.families[i];
+        struct mseries **series = snap_series(sn, f);
         for (size_t j = 0; j < f->n_samples; j++) {
-            if (f->samples[j].series) {
-                series_unref(ma, f->samples[j].series);
-                f->samples[j].series = NULL;
+            if (series[j]) {
+                series_unref(ma, series[j]);
+                series[j] = NULL;
             }
         }
-        if (f->def) {
-            def_unref(ma, f->def);
-            f->def = NULL;
+        if (sn->defs[i]) {
+            def_unref(ma, sn->defs[i]);
+            sn->defs[i] = NULL;
         }
     }
 }
 
-/* Finds or creates the series of sample s of family f and takes a reference on it. */
-static int sample_attach(struct metrics_app *ma, struct mfamily *f, struct msample *s,
-                         const char **ret_error)
+/* Finds or creates the series of sample s (of definition d) and takes a reference on it. */
+static int sample_attach(struct metrics_app *ma, struct mdef *d, const struct snapshot_sample *s,
+                         struct mseries **ret_series, const char **ret_error)
 {
-    const char *key = ma->scratch + s->key_off;
+    const char *key = ma->keys.buf + s->key_off;
     uint64_t hash = hash_bytes(key, s->key_len);
     struct hnode *node = htab_find(&ma->series, key, s->key_len, hash);
     struct mseries *series = node ? (struct mseries *)node : NULL;
@@ -870,14 +525,14 @@ static int sample_attach(struct metrics_app *ma, struct mfamily *f, struct msamp
         return -EPROTO;
     }
     if (!series) {
-        int r = series_new(ma, f->def, key, s->key_len, s->n_labels, hash, &series);
+        int r = series_new(ma, d, key, s->key_len, s->n_labels, hash, &series);
         if (r < 0) {
             return r;
         }
     }
     series->stamp = ma->stamp;
     series->refs++;
-    s->series = series;
+    *ret_series = series;
     return 0;
 }
 
@@ -891,9 +546,8 @@ static int snap_attach(struct metrics_app *ma, struct msnap *sn, const char **re
     size_t kept = 0;
     int r = 0;
     ma->stamp++;
-    for (size_t i = 0; i < sn->n_fams; i++) {
-        struct mfamily f = sn->fams[i];
-        f.def = NULL;
+    for (size_t i = 0; i < sn->snap.n_families; i++) {
+        struct snapshot_family f = sn->snap.families[i];
         size_t len = strlen(f.name);
         uint64_t hash = hash_bytes(f.name, len);
         struct hnode *node = htab_find(&ma->defs, f.name, len, hash);
@@ -913,20 +567,22 @@ static int snap_attach(struct metrics_app *ma, struct msnap *sn, const char **re
         }
         d->stamp = ma->stamp;
         d->refs++;
-        f.def = d;
-        sn->fams[kept++] = f;
+        sn->snap.families[kept] = f;
+        sn->defs[kept] = d;
+        kept++;
+        struct mseries **series = snap_series(sn, &f);
         for (size_t j = 0; j < f.n_samples; j++) {
-            r = sample_attach(ma, &sn->fams[kept - 1], &f.samples[j], ret_error);
+            r = sample_attach(ma, d, &f.samples[j], &series[j], ret_error);
             if (r < 0) {
                 break;
             }
-            sn->cost += f.def->type == PROM_HISTOGRAM ? f.def->n_buckets + 3 : 1;
+            sn->cost += d->type == PROM_HISTOGRAM ? d->n_buckets + 3 : 1;
         }
         if (r < 0) {
             break;
         }
     }
-    sn->n_fams = kept;
+    sn->snap.n_families = kept;
     if (r < 0) {
         snap_detach(ma, sn);
     }
@@ -958,11 +614,12 @@ static void snap_unlink(struct metrics_app *ma, struct msnap *sn)
 static size_t cost_without(const struct metrics_app *ma, const struct msnap *old)
 {
     size_t cost = ma->series_cost;
-    for (size_t i = 0; old && i < old->n_fams; i++) {
-        const struct mfamily *f = &old->fams[i];
+    for (size_t i = 0; old && i < old->snap.n_families; i++) {
+        const struct snapshot_family *f = &old->snap.families[i];
+        struct mseries *const *series = snap_series(old, f);
         for (size_t j = 0; j < f->n_samples; j++) {
-            if (f->samples[j].series->refs == 1) {
-                cost -= f->samples[j].series->cost;
+            if (series[j]->refs == 1) {
+                cost -= series[j]->cost;
             }
         }
     }
@@ -975,11 +632,16 @@ int metrics_app_update(struct metrics_app *ma, uint64_t key, int slot, json_t *f
     struct msnap *sn = NULL;
     struct msnap *old = snap_find(ma, key);
     enum metrics_refusal reason = METRICS_REFUSED_WORKER_LIMIT;
+    struct snapshot parsed;
     const char *why = NULL;
     char slot_text[12];
 
     snprintf(slot_text, sizeof slot_text, "%d", slot);
-    int r = snap_parse(ma, families, slot_text, &sn, &why);
+    int r = snapshot_parse(families, slot_text, &ma->keys, &parsed, &why);
+    if (r < 0) {
+        goto out;
+    }
+    r = snap_new(&parsed, &sn);
     if (r < 0) {
         goto out;
     }
@@ -1034,21 +696,23 @@ void metrics_app_retire(struct metrics_app *ma, uint64_t key)
     if (!sn) {
         return;
     }
-    for (size_t i = 0; i < sn->n_fams; i++) {
-        const struct mfamily *f = &sn->fams[i];
-        if (f->def->type == PROM_GAUGE) {
+    for (size_t i = 0; i < sn->snap.n_families; i++) {
+        const struct snapshot_family *f = &sn->snap.families[i];
+        const struct mdef *d = sn->defs[i];
+        if (d->type == PROM_GAUGE) {
             continue;
         }
+        struct mseries **all = snap_series(sn, f);
         for (size_t j = 0; j < f->n_samples; j++) {
-            const struct msample *s = &f->samples[j];
-            struct mseries *series = s->series;
+            const struct snapshot_sample *s = &f->samples[j];
+            struct mseries *series = all[j];
             if (!series->retired) {
                 series->retired = true;
                 series->refs++;
             }
             series->r_value += s->value;
-            if (f->def->type == PROM_HISTOGRAM) {
-                for (size_t b = 0; b <= f->def->n_buckets; b++) {
+            if (d->type == PROM_HISTOGRAM) {
+                for (size_t b = 0; b <= d->n_buckets; b++) {
                     series->r_counts[b] += s->counts[b];
                 }
                 series->r_sum += s->sum;
@@ -1083,12 +747,13 @@ static void app_merge(struct metrics_app *ma)
     }
     for (struct msnap *sn = ma->snaps; sn; sn = sn->next) {
         sn->wins = !sn->next || sn->next->slot != sn->slot;
-        for (size_t i = 0; i < sn->n_fams; i++) {
-            const struct mfamily *f = &sn->fams[i];
-            const struct mdef *d = f->def;
+        for (size_t i = 0; i < sn->snap.n_families; i++) {
+            const struct snapshot_family *f = &sn->snap.families[i];
+            const struct mdef *d = sn->defs[i];
+            struct mseries **series = snap_series(sn, f);
             for (size_t j = 0; j < f->n_samples; j++) {
-                const struct msample *smp = &f->samples[j];
-                struct mseries *s = smp->series;
+                const struct snapshot_sample *smp = &f->samples[j];
+                struct mseries *s = series[j];
                 double v = smp->value;
                 if (d->type == PROM_HISTOGRAM) {
                     for (size_t b = 0; b <= d->n_buckets; b++) {
@@ -1096,11 +761,11 @@ static void app_merge(struct metrics_app *ma)
                     }
                     s->a_sum += smp->sum;
                     s->a_count += smp->count;
-                } else if (d->agg == AGG_MAX) {
+                } else if (d->agg == SNAPSHOT_AGG_MAX) {
                     s->a_value = !s->seen || v > s->a_value ? v : s->a_value;
-                } else if (d->agg == AGG_MIN) {
+                } else if (d->agg == SNAPSHOT_AGG_MIN) {
                     s->a_value = !s->seen || v < s->a_value ? v : s->a_value;
-                } else if (d->agg == AGG_WORKER) {
+                } else if (d->agg == SNAPSHOT_AGG_WORKER) {
                     /* Two workers share a slot while one replaces the other: the newest
                      * speaks for the slot. */
                     if (!s->seen || sn->key > s->seen_key) {
@@ -1124,10 +789,10 @@ static void app_merge(struct metrics_app *ma)
         return;
     }
     for (struct msnap *sn = ma->snaps; sn; sn = sn->next) {
-        for (size_t i = 0; sn->wins && i < sn->n_fams; i++) {
-            struct mdef *d = sn->fams[i].def;
-            if (d->agg != AGG_WORKER) {
-                d->n_out += sn->fams[i].n_samples;
+        for (size_t i = 0; sn->wins && i < sn->snap.n_families; i++) {
+            struct mdef *d = sn->defs[i];
+            if (d->agg != SNAPSHOT_AGG_WORKER) {
+                d->n_out += sn->snap.families[i].n_samples;
             }
         }
     }
@@ -1141,7 +806,7 @@ static void def_emit(struct mdef *d)
             continue;
         }
         struct prom_sample *o = &d->out[d->out_n++];
-        *o = (struct prom_sample){.pre = s->pre, .n_pre = d->agg == AGG_WORKER ? 2 : 1,
+        *o = (struct prom_sample){.pre = s->pre, .n_pre = d->agg == SNAPSHOT_AGG_WORKER ? 2 : 1,
                                   .labels = s->labels, .n_labels = s->n_labels};
         if (d->type == PROM_HISTOGRAM) {
             for (size_t b = 0; b <= d->n_buckets; b++) {
@@ -1152,7 +817,7 @@ static void def_emit(struct mdef *d)
             o->count = s->a_count + s->r_count;
         } else if (d->type == PROM_COUNTER) {
             o->value = s->a_value + s->r_value;
-        } else if (d->agg == AGG_AVG) {
+        } else if (d->agg == SNAPSHOT_AGG_AVG) {
             o->value = s->a_value / (double)s->n_seen;
         } else {
             o->value = s->a_value;
@@ -1164,17 +829,18 @@ static void def_emit(struct mdef *d)
 static void app_emit_per_worker(struct metrics_app *ma)
 {
     for (struct msnap *sn = ma->snaps; sn; sn = sn->next) {
-        for (size_t i = 0; sn->wins && i < sn->n_fams; i++) {
-            const struct mfamily *f = &sn->fams[i];
-            struct mdef *d = f->def;
-            if (d->agg == AGG_WORKER || !d->out) {
+        for (size_t i = 0; sn->wins && i < sn->snap.n_families; i++) {
+            const struct snapshot_family *f = &sn->snap.families[i];
+            struct mdef *d = sn->defs[i];
+            if (d->agg == SNAPSHOT_AGG_WORKER || !d->out) {
                 continue;
             }
+            struct mseries *const *series = snap_series(sn, f);
             for (size_t j = 0; j < f->n_samples; j++) {
-                const struct msample *smp = &f->samples[j];
+                const struct snapshot_sample *smp = &f->samples[j];
                 d->out[d->out_n++] = (struct prom_sample){
-                    .pre = sn->pre, .n_pre = 2, .labels = smp->series->labels,
-                    .n_labels = smp->series->n_labels, .value = smp->value,
+                    .pre = sn->pre, .n_pre = 2, .labels = series[j]->labels,
+                    .n_labels = series[j]->n_labels, .value = smp->value,
                     .counts = smp->counts, .sum = smp->sum, .count = smp->count};
             }
         }

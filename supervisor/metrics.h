@@ -4,7 +4,8 @@
  * Counters and histograms are summed over live workers plus what every exited worker had
  * counted when it left, so a counter on the combined page never goes down through crashes,
  * reloads and scale-downs; gauges follow their merge mode. Every store is bounded (families and
- * series per worker and per app); what does not fit is refused and counted.
+ * series per worker and per app); what does not fit is refused and counted. A snapshot is read
+ * and checked against the family format and the per-worker bounds by snapshot.h first.
  *
  * A family (name) has one definition per app: the first one seen. A worker whose family
  * disagrees with it (another type, other histogram buckets, another gauge merge mode) has that
@@ -23,12 +24,13 @@
 #include <stdint.h>
 
 #include "prom.h"
+#include "snapshot.h"
 
-/* Per worker snapshot. */
-#define METRICS_MAX_FAMILIES 1000
-#define METRICS_MAX_SERIES 10000
-#define METRICS_MAX_BUCKETS 100
-#define METRICS_MAX_LABELS 32
+/* Per worker snapshot: checked by the parser (snapshot.h) before the store sees it. */
+#define METRICS_MAX_FAMILIES SNAPSHOT_MAX_FAMILIES
+#define METRICS_MAX_SERIES SNAPSHOT_MAX_SERIES
+#define METRICS_MAX_BUCKETS SNAPSHOT_MAX_BUCKETS
+#define METRICS_MAX_LABELS SNAPSHOT_MAX_LABELS
 /* Per app: distinct series on the page (retired totals included), family definitions, and
  * series held across all live snapshots (the memory bound: up to METRICS_MAX_SERIES each). */
 #define METRICS_MAX_APP_SERIES 20000

@@ -1,19 +1,26 @@
 /*
- * libFuzzer target for metrics and prom: the input is a few lines, each one worker's snapshot
- * as it would arrive on the channel; the first byte of a line picks the app (of two), the
- * worker key and slot, and whether the worker exits after it. Every line goes through
- * metrics_app_update, then the page of both apps is built and written in both formats.
- * Beyond "does not crash or leak" it checks what a scraper relies on: the JSON page parses,
- * the text page has one TYPE line per name and ends every line, the stores' series counts stay
- * within their limits, and a refused snapshot changes no page.
+ * libFuzzer target for the snapshot parser, metrics and prom: the input is a few lines, each
+ * one worker's snapshot as it would arrive on the channel; the first byte of a line picks the
+ * app (of two), the worker key and slot, and whether the worker exits after it. Every line is
+ * read by snapshot_parse directly, then goes through metrics_app_update, and at the end the
+ * page of both apps is built and written in both formats.
+ *
+ * Beyond "does not crash or leak" it checks what the store relies on from the parser: every
+ * family and sample it accepts is within the limits and the family format, and each sample's
+ * series key lies in the key buffer, starts with its family's name and holds exactly its
+ * labels, sorted and non-empty, then the slot for per-worker gauges; and the store refuses
+ * whatever the parser refuses, for the same reason. And what a scraper relies on: the JSON page
+ * parses, the text page has one TYPE line per name and ends every line, the stores' series
+ * counts stay within their limits, and a refused snapshot changes no page.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isupervisor \
- *       tests/fuzz/fuzz_metrics.c supervisor/metrics.c supervisor/prom.c -ljansson -lm \
- *       -o fuzz_metrics
+ *       tests/fuzz/fuzz_metrics.c supervisor/snapshot.c supervisor/metrics.c supervisor/prom.c \
+ *       -ljansson -lm -o fuzz_metrics
  *   mkdir -p corpus && ./fuzz_metrics -max_len=65536 corpus
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +28,7 @@
 
 #include "metrics.h"
 #include "prom.h"
+#include "snapshot.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -47,6 +55,93 @@ static char *render(struct metrics_app **apps, bool json)
     check(strlen(out) == len);
     metrics_page_done(&page);
     return out;
+}
+
+/* The next NUL-terminated string of a key from *p, within end; NULL if none ends there. */
+static const char *key_next(const char **p, const char *end)
+{
+    const char *s = *p;
+    const char *nul = s < end ? memchr(s, '\0', (size_t)(end - s)) : NULL;
+    if (!nul) {
+        return NULL;
+    }
+    *p = nul + 1;
+    return s;
+}
+
+/* One sample as the parser gave it, against its family. */
+static void check_sample(const struct snapshot_family *f, const struct snapshot_sample *s,
+                         const struct snapshot_keys *keys, const char *slot)
+{
+    check(s->key_len > 0 && s->key_off <= keys->len && s->key_len <= keys->len - s->key_off);
+    const char *p = keys->buf + s->key_off, *end = p + s->key_len;
+    const char *name = key_next(&p, end);
+    check(name != NULL && strcmp(name, f->name) == 0);
+    check(s->n_labels <= SNAPSHOT_MAX_LABELS);
+    const char *prev = NULL;
+    for (size_t i = 0; i < s->n_labels; i++) {
+        const char *label = key_next(&p, end);
+        const char *value = key_next(&p, end);
+        check(label != NULL && value != NULL);
+        check(prom_label_name_is_valid(label) && *value != '\0');
+        check(strcmp(label, "app") != 0 && strcmp(label, "worker") != 0);
+        check(f->type != PROM_HISTOGRAM || strcmp(label, "le") != 0);
+        check(!prev || strcmp(prev, label) < 0);
+        prev = label;
+    }
+    if (f->agg == SNAPSHOT_AGG_WORKER) {
+        const char *own = key_next(&p, end);
+        check(own != NULL && strcmp(own, slot) == 0);
+    }
+    check(p == end);
+    if (f->type == PROM_HISTOGRAM) {
+        check(s->counts != NULL);
+        for (size_t b = 0; b <= f->n_buckets; b++) {
+            check(s->counts[b] >= (b ? s->counts[b - 1] : 0));
+        }
+        check(s->count == s->counts[f->n_buckets]);
+    } else if (f->type == PROM_COUNTER) {
+        check(s->value >= 0);
+    }
+}
+
+/* Reads families with the parser alone and checks what it accepted; returns its result. */
+static int check_snapshot(json_t *families, const char *slot, struct snapshot_keys *keys,
+                          const char **ret_why)
+{
+    struct snapshot sn;
+    const char *why = NULL;
+    int r = snapshot_parse(families, slot, keys, &sn, &why);
+    check(r == 0 || r == -EPROTO || r == -E2BIG);
+    *ret_why = why;
+    if (r < 0) {
+        check(why != NULL);
+        return r;
+    }
+    check(sn.n_families == json_array_size(families));
+    check(sn.n_families <= SNAPSHOT_MAX_FAMILIES);
+    size_t k = 0, cost = 0;
+    for (size_t i = 0; i < sn.n_families; i++) {
+        const struct snapshot_family *f = &sn.families[i];
+        check(prom_metric_name_is_valid(f->name) && strncmp(f->name, "drover_", 7) != 0);
+        check(f->help != NULL);
+        check(f->type == PROM_GAUGE || f->agg == SNAPSHOT_AGG_SUM);
+        check(f->type == PROM_HISTOGRAM || f->n_buckets == 0);
+        check(f->n_buckets <= SNAPSHOT_MAX_BUCKETS);
+        for (size_t b = 1; b < f->n_buckets; b++) {
+            check(f->buckets[b] > f->buckets[b - 1]);
+        }
+        check(f->samples == sn.samples + k && f->n_samples <= sn.n_samples - k);
+        for (size_t j = 0; j < f->n_samples; j++) {
+            check_sample(f, &f->samples[j], keys, slot);
+        }
+        k += f->n_samples;
+        cost += f->n_samples * (f->type == PROM_HISTOGRAM ? f->n_buckets + 3 : 1);
+    }
+    check(k == sn.n_samples);
+    check(cost <= SNAPSHOT_MAX_SERIES);
+    snapshot_done(&sn);
+    return 0;
 }
 
 static int str_cmp(const void *a, const void *b)
@@ -99,6 +194,7 @@ static void check_json(const char *text)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct metrics_app *apps[2] = {NULL, NULL};
+    struct snapshot_keys keys = {0};
     check(metrics_app_new("a", &apps[0]) == 0);
     check(metrics_app_new("b", &apps[1]) == 0);
     metrics_app_set_per_worker(apps[1], true);
@@ -116,10 +212,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_error_t err;
             json_t *families = json_loadb(p + 1, (size_t)(line_end - p - 1), 0, &err);
             if (families) {
+                char slot_text[12];
+                snprintf(slot_text, sizeof slot_text, "%d", slot);
+                const char *parse_why = NULL;
+                int parsed = check_snapshot(families, slot_text, &keys, &parse_why);
+
                 char *before = render(apps, false);
                 const char *why = NULL;
                 int r = metrics_app_update(ma, key, slot, families, now++, &why);
                 check(r == 0 || r == -EPROTO || r == -E2BIG);
+                if (parsed < 0) {
+                    check(r == parsed && strcmp(why, parse_why) == 0);
+                }
                 if (r < 0) {
                     check(why != NULL);
                     /* Refused means refused: the page is what it was. (Conflict counts may
@@ -150,5 +254,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(st.series <= METRICS_MAX_APP_SERIES);
         metrics_app_free(apps[i]);
     }
+    snapshot_keys_done(&keys);
     return 0;
 }
