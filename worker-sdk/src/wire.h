@@ -7,6 +7,11 @@
  * a typed message and back. It is pure: no I/O, no logging, no global state. A line is never
  * trusted: anything malformed is refused with -EPROTO (not JSON, not an object, a missing or
  * ill-typed field) and nothing is allocated on failure.
+ *
+ * Its functions are named wire_*, not drover__* as STYLE names the SDK's internal symbols: the
+ * supervisor calls them by these names throughout. The shared SDK hides them (it is built with
+ * -fvisibility=hidden); the static archive defines them as globals, which a program linking it
+ * cannot define again. tests/install/check_symbols allows exactly that exception.
  */
 #pragma once
 
