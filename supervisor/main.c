@@ -16,6 +16,7 @@
 #include "control.h"
 #include "log.h"
 #include "master.h"
+#include "sdnotify.h"
 #include "quickstart.h"
 
 #define EXIT_USAGE 2
@@ -71,7 +72,22 @@ static void main_close_admin(void *part)
     admin_close(part);
 }
 
+/* First of all, before any app exists: NOTIFY_SOCKET and WATCHDOG_* leave the environment. */
+static int main_open_sdnotify(struct master *m, void **ret)
+{
+    struct sdnotify *n = NULL;
+    int r = sdnotify_open(m, &n);
+    *ret = n;
+    return r;
+}
+
+static void main_close_sdnotify(void *part)
+{
+    sdnotify_close(part);
+}
+
 static const struct master_part main_parts[] = {
+    {main_open_sdnotify, main_close_sdnotify},
     {main_open_control, main_close_control},
     {main_open_admin, main_close_admin},
 };

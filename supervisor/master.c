@@ -31,6 +31,9 @@
 #include "shutdown.h"
 #include "worker.h"
 
+/* What master_tell_observers() tells besides a shutdown phase. */
+enum { MASTER_TELL_RELOAD_BEGIN = 100, MASTER_TELL_RELOAD_DONE };
+
 /* After SIGKILL, how long to wait for the kernel to deliver the last exits before giving up. */
 #define MASTER_KILL_GRACE 5.0
 
@@ -87,15 +90,23 @@ void master_unobserve(struct master *m, struct master_observer *o)
     }
 }
 
-static void master_tell_observers(struct master *m, struct app *app, int phase)
+/* Tells every observer: of app's change (app not NULL), else of what (a shutdown phase, or
+ * MASTER_TELL_RELOAD_*). */
+static void master_tell_observers(struct master *m, struct app *app, int what)
 {
     struct master_observer *next;
     for (struct master_observer *o = m->observers; o; o = next) {
         next = o->next; /* o may unobserve itself */
-        if (app && o->on_app_changed) {
-            o->on_app_changed(o, app);
-        } else if (!app && o->on_phase) {
-            o->on_phase(o, (enum wire_phase)phase);
+        if (app) {
+            if (o->on_app_changed) {
+                o->on_app_changed(o, app);
+            }
+        } else if (what == MASTER_TELL_RELOAD_BEGIN || what == MASTER_TELL_RELOAD_DONE) {
+            if (o->on_reload) {
+                o->on_reload(o, what == MASTER_TELL_RELOAD_DONE);
+            }
+        } else if (o->on_phase) {
+            o->on_phase(o, (enum wire_phase)what);
         }
     }
 }
@@ -114,74 +125,6 @@ static void master_remove_app(struct master *m, struct app *app)
                "app removed (no longer in the config)");
     master_tell_observers(m, app, 0); /* removed and stopped: nothing may point at it now */
     app_free_later(app, &m->sweep);
-}
-
-/* ---- our own supervisor (systemd): sd_notify, SPEC section 9 ---- */
-
-static void master_tell_systemd(struct master *m, const char *text)
-{
-    if (!m->systemd_socket) {
-        return;
-    }
-    int r = notify_send(m->systemd_socket, text);
-    if (r < 0 && r != -EAGAIN) {
-        log_warn("sd_notify('%s') failed: %s", m->systemd_socket, strerror(-r));
-    }
-}
-
-/* "web: 4/4 ready, gen 3; api: 1/2 ready, gen 1 (reloading)", as `systemctl status` shows it. */
-static void master_update_status(struct master *m)
-{
-    if (!m->systemd_socket) {
-        return;
-    }
-    char line[1024] = "STATUS=";
-    size_t off = strlen(line);
-    for (size_t i = 0; i < m->n_apps && off < sizeof line; i++) {
-        const struct app *app = m->apps[i];
-        bool running = app->state == APP_RUNNING;
-        off += (size_t)snprintf(line + off, sizeof line - off, "%s%s: %u/%u ready, gen %u%s%s%s",
-                                i ? "; " : "", app->name, app_ready_count(app), app->n_slots,
-                                app->generation, running ? "" : " (",
-                                running ? "" : app_state_to_string(app->state),
-                                running ? "" : ")");
-    }
-    if (m->status_line && strcmp(m->status_line, line) == 0) {
-        return;
-    }
-    free(m->status_line);
-    m->status_line = strdup(line);
-    master_tell_systemd(m, line);
-}
-
-static void master_on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    /* The timer firing is itself the proof that the loop turns. */
-    master_tell_systemd(t->data, "WATCHDOG=1");
-}
-
-/* Takes NOTIFY_SOCKET and WATCHDOG_* out of our environment, so no worker ever inherits them,
- * and keeps them for ourselves. */
-static void master_setup_systemd(struct master *m)
-{
-    const char *sock = getenv("NOTIFY_SOCKET");
-    if (sock && *sock) {
-        m->systemd_socket = strdup(sock);
-    }
-    const char *usec = getenv("WATCHDOG_USEC");
-    const char *wpid = getenv("WATCHDOG_PID");
-    bool for_us = !wpid || strtol(wpid, NULL, 10) == (long)getpid();
-    if (m->systemd_socket && usec && for_us) {
-        double secs = (double)strtoull(usec, NULL, 10) / 1e6;
-        if (secs > 0) {
-            ev_timer_init(&m->watchdog_w, master_on_watchdog, secs / 2, secs / 2);
-            m->watchdog_w.data = m;
-            ev_timer_start(m->loop, &m->watchdog_w);
-        }
-    }
-    unsetenv("NOTIFY_SOCKET");
-    unsetenv("WATCHDOG_USEC");
-    unsetenv("WATCHDOG_PID");
 }
 
 /* ---- reload ---- */
@@ -211,8 +154,7 @@ static void master_reload_on_deliver(struct sweep_node *node)
             break;
         }
     }
-    master_tell_systemd(m, "READY=1");
-    master_update_status(m);
+    master_tell_observers(m, NULL, MASTER_TELL_RELOAD_DONE);
     json_t *res = json_pack("{s:b, s:O}", "ok", mr->ok, "apps", mr->apps);
     if (mr->report) {
         mr->report(res, true, mr->data);
@@ -312,13 +254,7 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
     mr->pending = 1; /* held until every app is started, so no early finish */
     mr->next = m->reloads;
     m->reloads = mr;
-    /* systemd wants the time of the reload with RELOADING=1 (Type=notify-reload semantics). */
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    char reloading[96];
-    snprintf(reloading, sizeof reloading, "RELOADING=1\nMONOTONIC_USEC=%llu",
-             (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
-    master_tell_systemd(m, reloading);
+    master_tell_observers(m, NULL, MASTER_TELL_RELOAD_BEGIN);
     log_info("reload requested%s%s: %s", app_name ? " for " : "", app_name ? app_name : "",
              m->cfg->path ? m->cfg->path : "(command line)");
 
@@ -416,13 +352,11 @@ int master_reload(struct master *m, const char *app_name, master_report_fn repor
 
 static void master_on_app_changed(struct master *m, struct app *app)
 {
-    master_tell_observers(m, app, 0);
-    if (!m->systemd_ready_sent && master_is_ready(m)) {
-        m->systemd_ready_sent = true;
+    if (!m->ready_logged && master_is_ready(m)) {
+        m->ready_logged = true;
         log_info("every app has its workers ready");
-        master_tell_systemd(m, "READY=1");
     }
-    master_update_status(m);
+    master_tell_observers(m, app, 0);
 }
 
 static bool master_all_stopped(const struct master *m)
@@ -530,7 +464,6 @@ static void master_do_stop(struct master *m, bool fast)
     m->state = MASTER_STOPPING;
     m->running = false;
     log_info("shutdown initiated%s", fast ? " (fast)" : "");
-    master_tell_systemd(m, "STOPPING=1");
     size_t n = 0;
     for (size_t i = 0; i < m->n_apps; i++) {
         app_halt(m->apps[i]);
@@ -863,7 +796,6 @@ static int master_setup(struct master *m)
     struct config *cfg = m->cfg;
     int r;
 
-    master_setup_systemd(m);
 
     /* Orphaned descendants of workers are reparented to us, not to init, so we reap them and
      * they never become zombies, also when drover is PID 1 in a container. */
@@ -1014,11 +946,8 @@ static void master_teardown(struct master *m)
         unlink(m->cfg->pid_file);
     }
     free(m->notify_path);
-    free(m->systemd_socket);
-    free(m->status_line);
     free(m->pages[0].body);
     free(m->pages[1].body);
-    ev_timer_stop(m->loop, &m->watchdog_w);
     free(m->state_dir);
     config_unref(m->cfg);
 }

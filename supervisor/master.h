@@ -36,6 +36,8 @@ struct master_observer {
     struct master_observer *next;
     void (*on_app_changed)(struct master_observer *o, struct app *app);
     void (*on_phase)(struct master_observer *o, enum wire_phase phase);
+    /* A reload request begins (done = false) / every app's result is in (done = true). */
+    void (*on_reload)(struct master_observer *o, bool done);
 };
 
 /* A part of drover that lives above the master and as long as it (the control socket, the
@@ -89,13 +91,10 @@ struct master {
     ev_timer shutdown_w;        /* shutdown_timeout */
     int null_fd;                /* /dev/null, a worker's stdin */
     char *state_dir;            /* absolute */
-    char *systemd_socket;       /* our own supervisor's NOTIFY_SOCKET; never given to workers */
-    bool systemd_ready_sent;
-    ev_timer watchdog_w;        /* WATCHDOG=1 at half of WATCHDOG_USEC */
-    char *status_line;          /* the last STATUS= sent, to send only changes */
     const struct master_extensions *ext;
     void *parts[MASTER_PARTS_MAX];  /* what ext->parts[i].open gave */
     struct master_observer *observers;
+    bool ready_logged;          /* "every app has its workers ready", said once */
     struct master_page {        /* the last combined page a worker asked for, per format */
         char *body;
         size_t len;
