@@ -1,21 +1,15 @@
 /*
- * control: the control socket. See control.h.
+ * control: the control socket's commands. See control.h.
  *
- * Reading order: control_open() makes the socket; control_on_accept() checks each peer with
- * SO_PEERCRED and makes a client; client_on_read() frames lines (wire_lines, 64 KiB limit) and
- * hands each to client_handle(), which answers at once (status, logs, errors) or parks the
- * client (scale, start, stop APP) until control_on_app_changed() finds the app where it was
- * asked to be. Replies only ever go into the client's output buffer; client_on_write() sends
- * them. That split is what keeps this module safe to call from anywhere: a handler, a parked
- * check or a log follower never writes to a socket and so never meets an error that would free
- * a client under its caller. A client is freed only from its own watcher callbacks, or by
- * control_close().
+ * Reading order: control_open() opens the socket through ctlsock (the connection layer: peers,
+ * framing, buffers, pacing); each request line comes to client_handle(), which answers at once
+ * (status, logs, errors) or parks the client (scale, start, stop APP, reload, restart) until
+ * control_on_app_changed() finds the app where it was asked to be, or a reload's result comes.
+ * Replies only ever go into the connection's output buffer: no handler meets a socket error
+ * that would free a client under its caller.
  *
- * Bounds: at most CONTROL_CLIENTS_MAX clients; input per client bounded by the framer; output
- * per client bounded (a reply that cannot be queued ends the client; a `logs -f` line that
- * cannot be queued is dropped and counted, and the follower is told how many it missed); a
- * client that neither asks nor reads for CONTROL_IDLE_TIMEOUT seconds is disconnected. A client
- * that waits on us (a parked request, a quiet follow) is not idle.
+ * Bounds: the connection layer's (clients, input, output, idleness); a `logs -f` line that
+ * cannot be queued is dropped and counted, and the follower is told how many it missed.
  */
 #include "control.h"
 
@@ -27,15 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
 #include "app.h"
-#include "listener.h"
+#include "ctlsock.h"
 #include "log.h"
 #include "logbuf.h"
 #include "master.h"
@@ -44,22 +35,9 @@
 #include "wire.h"
 #include "worker.h"
 
-#define CONTROL_CLIENTS_MAX 256
-#define CONTROL_BACKLOG 64
-/* Connections accepted and bytes read per wakeup, so one busy client cannot starve the loop. */
-#define CONTROL_ACCEPT_BUDGET 32
-#define CONTROL_READ_BUDGET (128u * 1024u)
-/* Output a client may leave unread: past SOFT no further request is taken from it (the next
- * waits in the kernel), past FOLLOW log lines for it are dropped, past HARD it is given up. */
-#define CONTROL_OUT_SOFT (64u * 1024u)
-#define CONTROL_OUT_FOLLOW (1024u * 1024u)
-#define CONTROL_OUT_HARD (16u * 1024u * 1024u)
 /* The recent lines one `logs` reply carries at most, whatever N asked for. */
 #define CONTROL_LOGS_BYTES_MAX (8u * 1024u * 1024u)
 #define CONTROL_LOGS_DEFAULT 50
-#define CONTROL_IDLE_TIMEOUT 60.0
-/* After running out of descriptors, accepting pauses this long instead of spinning. */
-#define CONTROL_ACCEPT_PAUSE 0.5
 /* As config's `workers`: a typo must not fork a million processes. */
 #define CONTROL_WORKERS_MAX 1024
 
@@ -85,18 +63,7 @@ struct client_tap {
 struct client {
     struct control *c;
     struct client *next;
-    int fd;
-    uid_t uid;
-    pid_t pid;
-    ev_io read_w;
-    ev_io write_w;
-    ev_timer idle_w;
-    ev_tstamp active_at;        /* the last byte read from or written to the client */
-    struct wire_lines in;
-    char *out;
-    size_t out_off;             /* bytes of out already sent */
-    size_t out_len;
-    size_t out_cap;
+    struct ctlconn *cn;         /* its connection (ctlsock.h) */
     enum client_wait wait;
     struct app *app;            /* what a parked request is about */
     unsigned target;            /* scale: the slot count asked for */
@@ -104,26 +71,15 @@ struct client {
     struct client_tap *taps;    /* logs -f: one per followed app */
     size_t n_taps;
     uint64_t dropped;           /* logs -f lines not queued since the last notice */
-    bool eof;                   /* the client sent all it will send */
-    bool closing;               /* close once the output is written */
-    bool broken;                /* close now: output could not be queued */
 };
 
 struct control {
     struct master *m;
     struct master_observer observer;
-    char *path;
-    dev_t dev;
-    ino_t ino;
-    int fd;
-    ev_io accept_w;
-    ev_timer pause_w;
+    struct ctlsock *sock;
     struct client *clients;
-    unsigned n_clients;
-    ev_tstamp refused_logged_at;
 };
 
-static void client_close(struct client *cl);
 static void client_check_wait(struct client *cl);
 static void control_observe_app(struct master_observer *o, struct app *app);
 static void control_observe_phase(struct master_observer *o, enum wire_phase phase);
@@ -136,48 +92,9 @@ static void client_on_log_line(const struct logbuf_line *line, void *data);
 
 /* ---- output ---- */
 
-static size_t client_pending(const struct client *cl)
-{
-    return cl->out_len - cl->out_off;
-}
-
-static void client_kick(struct client *cl)
-{
-    if (!ev_is_active(&cl->write_w)) {
-        ev_io_start(cl->c->m->loop, &cl->write_w);
-    }
-}
-
-/*
- * Appends len bytes to the client's output. Returns 0, or -ENOBUFS when that would pass limit
- * (nothing is queued), or -ENOMEM.
- */
 static int client_queue(struct client *cl, const char *data, size_t len, size_t limit)
 {
-    if (client_pending(cl) + len > limit) {
-        return -ENOBUFS;
-    }
-    if (cl->out_off > 0 && cl->out_len + len > cl->out_cap) {
-        memmove(cl->out, cl->out + cl->out_off, client_pending(cl));
-        cl->out_len -= cl->out_off;
-        cl->out_off = 0;
-    }
-    if (cl->out_len + len > cl->out_cap) {
-        size_t cap = cl->out_cap ? cl->out_cap : 4096;
-        while (cap < cl->out_len + len) {
-            cap *= 2;
-        }
-        char *out = realloc(cl->out, cap);
-        if (!out) {
-            return -ENOMEM;
-        }
-        cl->out = out;
-        cl->out_cap = cap;
-    }
-    memcpy(cl->out + cl->out_len, data, len);
-    cl->out_len += len;
-    client_kick(cl);
-    return 0;
+    return ctlconn_queue(cl->cn, data, len, limit);
 }
 
 /* One JSON object as one line; NULL on allocation failure. */
@@ -206,9 +123,8 @@ static void client_reply(struct client *cl, json_t *obj)
     size_t len = 0;
     char *line = obj ? control_dump(obj, &len) : NULL;
     json_decref(obj);
-    if (!line || client_queue(cl, line, len, CONTROL_OUT_HARD) < 0) {
-        cl->broken = true;
-        client_kick(cl);
+    if (!line || client_queue(cl, line, len, CTLCONN_OUT_HARD) < 0) {
+        ctlconn_break(cl->cn);
     }
     free(line);
 }
@@ -277,7 +193,7 @@ static void client_unpark(struct client *cl)
 {
     cl->wait = WAIT_NONE;
     cl->app = NULL;
-    ev_feed_event(cl->c->m->loop, &cl->read_w, EV_READ);
+    ctlconn_resume(cl->cn);
 }
 
 /*
@@ -529,7 +445,7 @@ static void control_start(struct client *cl, const struct wire_request *req)
         return;
     }
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
-               "starting app (droverctl, uid %d)", (int)cl->uid);
+               "starting app (droverctl, uid %d)", (int)ctlconn_uid(cl->cn));
     const struct address *failed = NULL;
     int r = app_start(app, &failed);
     if (r < 0) {
@@ -554,7 +470,7 @@ static void control_stop_app(struct client *cl, struct app *app)
     }
     if (app->state != APP_STOPPING) {
         log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
-                   "stopping app (droverctl, uid %d)", (int)cl->uid);
+                   "stopping app (droverctl, uid %d)", (int)ctlconn_uid(cl->cn));
         int r = app_stop(app);
         if (r < 0) {
             client_fail(cl, "stopping app '%s' failed: %s", app->name, strerror(-r));
@@ -580,7 +496,7 @@ static void control_stop(struct client *cl, const struct wire_request *req)
      * is waiting on us, not idle. */
     cl->wait = WAIT_SHUTDOWN;
     if (c->m->state != MASTER_STOPPING) {
-        log_info("shutdown requested (droverctl, uid %d, pid %d)", (int)cl->uid, (int)cl->pid);
+        log_info("shutdown requested (droverctl, uid %d, pid %d)", (int)ctlconn_uid(cl->cn), (int)ctlconn_pid(cl->cn));
         master_stop(c->m, false);
     }
 }
@@ -667,14 +583,14 @@ static void client_on_log_line(const struct logbuf_line *line, void *data)
 {
     struct client_tap *tap = data;
     struct client *cl = tap->cl;
-    if (cl->broken || cl->closing) {
+    if (ctlconn_is_going(cl->cn)) {
         return;
     }
     if (cl->dropped > 0) {
         char notice[64];
         int n = snprintf(notice, sizeof notice, "{\"dropped\":%llu}\n",
                          (unsigned long long)cl->dropped);
-        if (client_queue(cl, notice, (size_t)n, CONTROL_OUT_FOLLOW) < 0) {
+        if (client_queue(cl, notice, (size_t)n, CTLCONN_OUT_FOLLOW) < 0) {
             cl->dropped++;
             return;
         }
@@ -683,7 +599,7 @@ static void client_on_log_line(const struct logbuf_line *line, void *data)
     size_t len = 0;
     char *text = control_log_line(tap->app, line, &len);
     /* A follower that does not keep up loses lines, never the master's memory. */
-    if (!text || client_queue(cl, text, len, CONTROL_OUT_FOLLOW) < 0) {
+    if (!text || client_queue(cl, text, len, CTLCONN_OUT_FOLLOW) < 0) {
         cl->dropped++;
     }
     free(text);
@@ -734,8 +650,8 @@ static void control_logs(struct client *cl, const struct wire_request *req)
         from--;
     }
     for (size_t i = from; i < lc.n; i++) {
-        if (client_queue(cl, lc.items[i].text, lc.items[i].len, CONTROL_OUT_HARD) < 0) {
-            cl->broken = true;
+        if (client_queue(cl, lc.items[i].text, lc.items[i].len, CTLCONN_OUT_HARD) < 0) {
+            ctlconn_break(cl->cn);
             goto out;
         }
     }
@@ -783,7 +699,7 @@ static void control_on_reload_report(json_t *msg, bool final, void *data)
         size_t len = 0;
         char *line = control_dump(msg, &len);
         if (line) {
-            (void)client_queue(cl, line, len, CONTROL_OUT_SOFT);
+            (void)client_queue(cl, line, len, CTLCONN_OUT_SOFT);
         }
         free(line);
         return;
@@ -831,7 +747,7 @@ static void control_restart(struct client *cl, const struct wire_request *req)
         return;
     }
     log_record(LOG_INFO, (struct log_origin){app->name, req->slot, 0}, NULL,
-               "restart requested (droverctl, uid %d)", (int)cl->uid);
+               "restart requested (droverctl, uid %d)", (int)ctlconn_uid(cl->cn));
     int r = reload_start(app, NULL, NULL, req->slot >= 0 ? &slot : NULL, req->slot >= 0 ? 1 : 0,
                          WORKER_REASON_MANUAL, control_on_reload_report, cl, NULL);
     if (r < 0) {
@@ -915,480 +831,87 @@ static void client_handle(struct client *cl, const char *line, size_t len)
     wire_request_done(&req);
 }
 
-/* ---- client I/O ---- */
+/* ---- what the connection layer tells us ---- */
 
-/* Whether the client's next request may be taken now: one at a time, and not while it leaves
- * a pile of replies unread. */
-static bool client_may_take(const struct client *cl)
+static void *control_on_open(void *owner, struct ctlconn *cn)
 {
-    return cl->wait == WAIT_NONE && !cl->closing && !cl->broken &&
-           client_pending(cl) < CONTROL_OUT_SOFT;
+    struct control *c = owner;
+    struct client *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        return NULL;
+    }
+    cl->c = c;
+    cl->cn = cn;
+    cl->next = c->clients;
+    c->clients = cl;
+    return cl;
 }
 
-/* Handles the complete lines buffered; a partial line past the limit ends the client. */
-static void client_take_lines(struct client *cl)
+static void control_on_line(void *client, const char *line, size_t len)
 {
-    while (client_may_take(cl)) {
-        const char *line;
-        size_t len;
-        int r = wire_lines_next(&cl->in, &line, &len);
-        if (r == 0) {
-            return;
-        }
-        if (r < 0) {
-            client_fail(cl, "request too long (over %u bytes)", WIRE_CONTROL_LINE_MAX);
-            cl->closing = true;
-            return;
-        }
-        client_handle(cl, line, len);
-    }
+    client_handle(client, line, len);
 }
 
-/* After EOF: a last request without its newline still counts (echo -n ... | socat). */
-static void client_take_last(struct client *cl)
+static enum ctlconn_mode control_mode(const void *client)
 {
-    struct wire_lines *in = &cl->in;
-    if (!client_may_take(cl) || in->len <= in->start) {
-        return;
+    const struct client *cl = client;
+    if (client_is_listening(cl)) {
+        return CTLCONN_LISTENING;
     }
-    const char *line = in->buf + in->start;
-    size_t len = in->len - in->start;
-    in->start = in->len;
-    in->scan = in->len;
-    if (len > WIRE_CONTROL_LINE_MAX) {
-        client_fail(cl, "request too long (over %u bytes)", WIRE_CONTROL_LINE_MAX);
-        return;
-    }
-    client_handle(cl, line, len);
+    return cl->wait == WAIT_NONE ? CTLCONN_TAKING : CTLCONN_WAITING;
 }
 
-/* Whether the client has nothing left to do here: it sent all it will and got all it asked. */
-static bool client_is_done(const struct client *cl)
+static void control_on_shutdown(void *client)
 {
-    if (cl->broken) {
-        return true;
-    }
-    if (client_pending(cl) > 0 || client_is_parked(cl)) {
-        return false;
-    }
-    if (cl->closing) {
-        return true;
-    }
-    /* EOF ends a follow (the reader is gone), and a client whose requests are all answered. */
-    return cl->eof && (client_is_listening(cl) || cl->in.len <= cl->in.start);
-}
-
-static void client_on_read(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct client *cl = io->data;
-    size_t budget = CONTROL_READ_BUDGET;
-
-    client_take_lines(cl);
-    while (budget > 0 && !cl->eof && !cl->closing && !cl->broken) {
-        size_t room = 0;
-        char *p = wire_lines_space(&cl->in, &room);
-        if (!p) {
-            if (client_is_listening(cl)) {
-                /* Input after logs -f or stop is ignored; reading goes on to see EOF. */
-                wire_lines_done(&cl->in);
-                continue;
-            }
-            if (client_is_parked(cl) || client_pending(cl) >= CONTROL_OUT_SOFT) {
-                /* Requests queued behind a parked one, or sent by a client that does not read
-                 * its replies: leave the rest in the kernel until it is their turn. */
-                ev_io_stop(loop, &cl->read_w);
-                break;
-            }
-            client_fail(cl, "request too long (over %u bytes)", WIRE_CONTROL_LINE_MAX);
-            cl->closing = true;
-            break;
-        }
-        if (room > budget) {
-            room = budget;
-        }
-        ssize_t n = read(cl->fd, p, room);
-        if (n == -1 && errno == EINTR) {
-            continue;
-        }
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            break;
-        }
-        if (n <= 0) {
-            /* EOF, or an error (ECONNRESET): either way nothing more comes. */
-            cl->eof = true;
-            ev_io_stop(loop, &cl->read_w);
-            if (n < 0) {
-                cl->broken = true;
-            }
-            break;
-        }
-        wire_lines_commit(&cl->in, (size_t)n);
-        cl->active_at = ev_now(loop);
-        budget -= (size_t)n;
-        client_take_lines(cl);
-    }
-    if (cl->eof) {
-        client_take_lines(cl);
-        client_take_last(cl);
-    }
-    if (client_is_done(cl)) {
-        client_close(cl);
-        return;
-    }
-    if (!cl->eof && !cl->closing && !ev_is_active(&cl->read_w) &&
-        (client_may_take(cl) || client_is_listening(cl))) {
-        ev_io_start(loop, &cl->read_w);
+    struct client *cl = client;
+    if (client_is_parked(cl)) {
+        client_fail(cl, "drover is shutting down");
     }
 }
 
-static void client_on_write(struct ev_loop *loop, ev_io *io, int revents)
+static void control_on_close(void *client)
 {
-    struct client *cl = io->data;
-    while (!cl->broken && client_pending(cl) > 0) {
-        ssize_t n = send(cl->fd, cl->out + cl->out_off, client_pending(cl),
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n == -1 && errno == EINTR) {
-            continue;
-        }
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            return;
-        }
-        if (n <= 0) {
-            cl->broken = true; /* EPIPE, ECONNRESET: the reader is gone */
-            break;
-        }
-        cl->out_off += (size_t)n;
-        cl->active_at = ev_now(loop);
-    }
-    if (!cl->broken) {
-        cl->out_off = cl->out_len = 0;
-        ev_io_stop(loop, &cl->write_w);
-        if (cl->out_cap > CONTROL_OUT_SOFT) {
-            /* A large reply went out; an idle client does not keep its buffer. */
-            free(cl->out);
-            cl->out = NULL;
-            cl->out_cap = 0;
-        }
-    }
-    if (client_is_done(cl)) {
-        client_close(cl);
-        return;
-    }
-    /* The output that held requests back is gone: take the next ones. */
-    if (client_may_take(cl)) {
-        ev_feed_event(loop, &cl->read_w, EV_READ);
-    }
-}
-
-static void client_on_idle(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct client *cl = t->data;
-    ev_tstamp now = ev_now(loop);
-    bool waiting_on_us = cl->wait != WAIT_NONE && client_pending(cl) == 0;
-    if (waiting_on_us) {
-        cl->active_at = now;
-    }
-    ev_tstamp left = cl->active_at + CONTROL_IDLE_TIMEOUT - now;
-    if (left > 0) {
-        t->repeat = left;
-        ev_timer_again(loop, t);
-        return;
-    }
-    client_close(cl);
-}
-
-static void client_close(struct client *cl)
-{
+    struct client *cl = client;
     struct control *c = cl->c;
-    struct ev_loop *loop = c->m->loop;
     for (struct client **p = &c->clients; *p; p = &(*p)->next) {
         if (*p == cl) {
             *p = cl->next;
             break;
         }
     }
-    c->n_clients--;
-    /* Stopping a watcher also drops an event fed to it, so nothing fires for a freed client. */
-    ev_io_stop(loop, &cl->read_w);
-    ev_io_stop(loop, &cl->write_w);
-    ev_timer_stop(loop, &cl->idle_w);
     client_unfollow(cl);
     if (cl->wait == WAIT_RELOAD) {
         control_forget_reports(cl);
     }
-    close(cl->fd);
-    wire_lines_done(&cl->in);
-    free(cl->out);
     free(cl);
 }
 
-/* ---- accepting ---- */
-
-/* A peer that may not stay: one best-effort line, then the door. */
-static void control_refuse(int fd, const char *error)
-{
-    char line[128];
-    int n = snprintf(line, sizeof line, "{\"ok\":false,\"error\":\"%s\"}\n", error);
-    (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    close(fd);
-}
-
-static void control_client_new(struct control *c, int fd, const struct ucred *cred)
-{
-    struct ev_loop *loop = c->m->loop;
-    struct client *cl = calloc(1, sizeof *cl);
-    if (!cl) {
-        control_refuse(fd, "out of memory");
-        return;
-    }
-    cl->c = c;
-    cl->fd = fd;
-    cl->uid = cred->uid;
-    cl->pid = cred->pid;
-    cl->active_at = ev_now(loop);
-    wire_lines_init(&cl->in, WIRE_CONTROL_LINE_MAX);
-    ev_io_init(&cl->read_w, client_on_read, fd, EV_READ);
-    cl->read_w.data = cl;
-    ev_io_init(&cl->write_w, client_on_write, fd, EV_WRITE);
-    cl->write_w.data = cl;
-    ev_init(&cl->idle_w, client_on_idle);
-    cl->idle_w.repeat = CONTROL_IDLE_TIMEOUT;
-    cl->idle_w.data = cl;
-    ev_timer_again(loop, &cl->idle_w);
-    ev_io_start(loop, &cl->read_w);
-    cl->next = c->clients;
-    c->clients = cl;
-    c->n_clients++;
-}
-
-static void control_on_pause(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct control *c = t->data;
-    ev_io_start(loop, &c->accept_w);
-}
-
-static void control_on_accept(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct control *c = io->data;
-    for (int i = 0; i < CONTROL_ACCEPT_BUDGET; i++) {
-        int fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd == -1) {
-            if (errno == EINTR || errno == ECONNABORTED) {
-                continue;
-            }
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* The connection stays in the backlog; try again shortly rather than spin. */
-                log_warn("control socket: accept4() failed: %s; pausing for %.1f s",
-                         strerror(errno), CONTROL_ACCEPT_PAUSE);
-                ev_io_stop(loop, &c->accept_w);
-                ev_timer_set(&c->pause_w, CONTROL_ACCEPT_PAUSE, 0.);
-                ev_timer_start(loop, &c->pause_w);
-            }
-            return;
-        }
-        /* Whatever the file's mode says, only our own uid and root may talk. */
-        struct ucred cred;
-        socklen_t len = sizeof cred;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 || len != sizeof cred) {
-            control_refuse(fd, "permission denied");
-            continue;
-        }
-        if (cred.uid != geteuid() && cred.uid != 0) {
-            /* At most one record per few seconds, so a refused peer cannot flood the log. */
-            if (ev_now(loop) - c->refused_logged_at >= 5.0) {
-                c->refused_logged_at = ev_now(loop);
-                log_warn("control socket: refused a client of uid %d (pid %d): permission denied",
-                         (int)cred.uid, (int)cred.pid);
-            }
-            control_refuse(fd, "permission denied");
-            continue;
-        }
-        if (c->n_clients >= CONTROL_CLIENTS_MAX) {
-            control_refuse(fd, "too many control clients");
-            continue;
-        }
-        control_client_new(c, fd, &cred);
-    }
-}
-
-/* ---- the socket ---- */
-
-/* Creates the missing directories above path, mode 0700: the socket's directory is private. */
-static int control_mkparents(const char *path, char **ret_failed)
-{
-    char *dir = strdup(path);
-    int r = 0;
-    if (!dir) {
-        return -ENOMEM;
-    }
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir) {
-        goto out; /* the working directory or / */
-    }
-    *slash = '\0';
-    struct stat st;
-    if (stat(dir, &st) == 0) {
-        r = S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
-        goto out;
-    }
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/') {
-            continue;
-        }
-        *p = '\0';
-        if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-            r = -errno;
-            goto out;
-        }
-        *p = '/';
-    }
-    if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-        r = -errno;
-    }
-out:
-    if (r < 0) {
-        *ret_failed = dir;
-        dir = NULL;
-    }
-    free(dir);
-    return r;
-}
+static const struct ctlsock_ops control_ops = {
+    .on_open = control_on_open,
+    .on_line = control_on_line,
+    .mode = control_mode,
+    .on_shutdown = control_on_shutdown,
+    .on_close = control_on_close,
+};
 
 int control_open(struct master *m, struct control **ret)
 {
-    const char *path = m->cfg->control_socket;
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    struct control *c = NULL;
-    char *failed_dir = NULL;
-    bool bound = false;
-    int fd = -1;
-    int r;
-
-    if (strlen(path) >= sizeof sun.sun_path) {
-        r = -ENAMETOOLONG;
-        log_error("control socket '%s': path too long for a Unix socket", path);
-        goto out;
-    }
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    r = control_mkparents(path, &failed_dir);
-    if (r < 0) {
-        log_error("mkdir('%s') for the control socket failed: %s",
-                  failed_dir ? failed_dir : path, strerror(-r));
-        goto out;
-    }
-    r = listener_clear_stale_unix(path);
-    if (r == -EADDRINUSE) {
-        log_error("another drover is running at %s", path);
-        goto out;
-    }
-    if (r < 0) {
-        log_error("control socket '%s': %s", path,
-                  r == -EEXIST ? "the path exists and is not a socket" : strerror(-r));
-        goto out;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd == -1) {
-        r = -errno;
-        log_error("socket(AF_UNIX) for the control socket failed: %s", strerror(-r));
-        goto out;
-    }
-    /* The file is born 0600: no moment exists in which another user could connect. drover is
-     * single-threaded here, so borrowing the process umask is safe. */
-    mode_t old_mask = umask(0177);
-    int b = bind(fd, (struct sockaddr *)&sun, sizeof sun);
-    int bind_errno = errno;
-    umask(old_mask);
-    if (b == -1) {
-        r = -bind_errno;
-        /* Two drovers starting at once both found the path free; the second loses here. */
-        if (r == -EADDRINUSE) {
-            log_error("another drover is running at %s", path);
-        } else {
-            log_error("bind('%s') failed: %s", path, strerror(-r));
-        }
-        goto out;
-    }
-    bound = true;
-    struct stat st;
-    if (chmod(path, 0600) == -1 || stat(path, &st) == -1) {
-        r = -errno;
-        log_error("chmod('%s', 0600) failed: %s", path, strerror(-r));
-        goto out;
-    }
-    if (listen(fd, CONTROL_BACKLOG) == -1) {
-        r = -errno;
-        log_error("listen('%s') failed: %s", path, strerror(-r));
-        goto out;
-    }
-    c = calloc(1, sizeof *c);
-    if (!c || !(c->path = strdup(path))) {
-        r = -ENOMEM;
+    struct control *c = calloc(1, sizeof *c);
+    if (!c) {
         log_error("control socket: out of memory");
-        goto out;
+        return -ENOMEM;
     }
     c->m = m;
-    c->fd = fd;
-    c->dev = st.st_dev;
-    c->ino = st.st_ino;
-    c->refused_logged_at = -1e9;
-    ev_io_init(&c->accept_w, control_on_accept, fd, EV_READ);
-    c->accept_w.data = c;
-    ev_io_start(m->loop, &c->accept_w);
-    ev_init(&c->pause_w, control_on_pause);
-    c->pause_w.data = c;
+    int r = ctlsock_open(m->loop, m->cfg->control_socket, &control_ops, c, &c->sock);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
     c->observer.on_app_changed = control_observe_app;
     c->observer.on_phase = control_observe_phase;
     master_observe(m, &c->observer);
     *ret = c;
-    c = NULL;
-    fd = -1;
-    bound = false;
-    r = 0;
-out:
-    if (c) {
-        free(c->path);
-        free(c);
-    }
-    if (bound) {
-        unlink(path);
-    }
-    if (fd != -1) {
-        close(fd);
-    }
-    free(failed_dir);
-    return r;
-}
-
-/* Closes every client and the socket, and removes the socket file; the struct stays until
- * control_close(). Idempotent. */
-static void control_shutdown(struct control *c)
-{
-    if (c->fd == -1) {
-        return;
-    }
-    struct ev_loop *loop = c->m->loop;
-    while (c->clients) {
-        struct client *cl = c->clients;
-        /* client_close() below unlinks the head; the analyzer does not follow that. */
-        if (client_is_parked(cl)) { /* NOLINT(clang-analyzer-unix.Malloc) */
-            client_fail(cl, "drover is shutting down");
-        }
-        /* One last non-blocking try, so an answer already given (`stop`) reaches its reader. */
-        if (client_pending(cl) > 0) {
-            (void)send(cl->fd, cl->out + cl->out_off, client_pending(cl),
-                       MSG_NOSIGNAL | MSG_DONTWAIT);
-        }
-        client_close(cl);
-    }
-    ev_io_stop(loop, &c->accept_w);
-    ev_timer_stop(loop, &c->pause_w);
-    close(c->fd);
-    c->fd = -1;
-    /* Remove the file only if it is still ours: never another drover's socket. */
-    struct stat st;
-    if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino) {
-        unlink(c->path);
-    }
+    return 0;
 }
 
 void control_close(struct control *c)
@@ -1396,9 +919,8 @@ void control_close(struct control *c)
     if (!c) {
         return;
     }
-    control_shutdown(c);
+    ctlsock_close(c->sock);
     master_unobserve(c->m, &c->observer);
-    free(c->path);
     free(c);
 }
 
@@ -1412,6 +934,6 @@ static void control_observe_app(struct master_observer *o, struct app *app)
 static void control_observe_phase(struct master_observer *o, enum wire_phase phase)
 {
     if (phase == WIRE_PHASE_CLEANUP) {
-        control_shutdown(control_of(o));
+        ctlsock_shutdown(control_of(o)->sock);
     }
 }
