@@ -266,7 +266,9 @@ def test_chaos_under_load(drover):
                  what=f"{WORKERS} ready workers after the storm")
     assert h.serving_pids(addr, WORKERS) == set(dr.workers())
     try:
-        h.wait_until(lambda: hd.fd_count(dr.pid) == fds0, 10, what=f"{fds0} master fds")
+        # At most as many as before: the "before" count can hold a control or HTTP
+        # connection still closing; more than before would be a leak.
+        h.wait_until(lambda: hd.fd_count(dr.pid) <= fds0, 10, what=f"{fds0} master fds")
     except AssertionError:
         raise AssertionError(f"master fds: {fds0} before, {hd.fd_count(dr.pid)} after\n"
                              f"before: {table0}\nafter: {hd.fd_table(dr.pid)}") from None
