@@ -36,9 +36,7 @@ void channel_close(struct channel *ch)
     close(ch->fd);
     ch->fd = -1;
     wire_lines_done(&ch->in);
-    free(ch->out);
-    ch->out = NULL;
-    ch->out_len = ch->out_cap = 0;
+    bytebuf_free(&ch->out);
 }
 
 static void channel_fail(struct channel *ch, int err)
@@ -52,11 +50,11 @@ static void channel_fail(struct channel *ch, int err)
 /* Writes what the worker takes now. Returns 0 or -errno on a broken channel. */
 static int channel_flush(struct channel *ch)
 {
-    size_t off = 0;
-    while (off < ch->out_len) {
-        ssize_t n = send(ch->fd, ch->out + off, ch->out_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (bytebuf_pending(&ch->out) > 0) {
+        ssize_t n = send(ch->fd, bytebuf_head(&ch->out), bytebuf_pending(&ch->out),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            off += (size_t)n;
+            bytebuf_consume(&ch->out, (size_t)n);
         } else if (n == -1 && errno == EINTR) {
             continue;
         } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -65,9 +63,7 @@ static int channel_flush(struct channel *ch)
             return -errno;
         }
     }
-    memmove(ch->out, ch->out + off, ch->out_len - off);
-    ch->out_len -= off;
-    if (ch->out_len > 0) {
+    if (bytebuf_pending(&ch->out) > 0) {
         ev_io_start(ch->loop, &ch->write_w);
     } else {
         ev_io_stop(ch->loop, &ch->write_w);
@@ -77,7 +73,7 @@ static int channel_flush(struct channel *ch)
 
 size_t channel_pending(const struct channel *ch)
 {
-    return ch->out_len;
+    return bytebuf_pending(&ch->out);
 }
 
 static void channel_on_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -90,7 +86,7 @@ static void channel_on_writable(struct ev_loop *loop, ev_io *w, int revents)
     }
     /* Only from the watcher, never from channel_send(): the owner hears of a drained queue on a
      * loop turn of its own. */
-    if (ch->out_len == 0 && ch->on_drained) {
+    if (bytebuf_pending(&ch->out) == 0 && ch->on_drained) {
         ch->on_drained(ch, ch->data);
     }
 }
@@ -230,26 +226,10 @@ int channel_send(struct channel *ch, const struct wire_msg *msg)
     if (!line) {
         return -ENOMEM;
     }
-    int r = 0;
-    if (ch->out_len + len > CHANNEL_OUT_LIMIT) {
-        r = -ENOBUFS;
+    int r = bytebuf_append(&ch->out, line, len, CHANNEL_OUT_LIMIT);
+    if (r < 0) {
         goto out;
     }
-    if (ch->out_len + len > ch->out_cap) {
-        size_t cap = ch->out_cap ? ch->out_cap : 4096;
-        while (cap < ch->out_len + len) {
-            cap *= 2;
-        }
-        char *buf = realloc(ch->out, cap);
-        if (!buf) {
-            r = -ENOMEM;
-            goto out;
-        }
-        ch->out = buf;
-        ch->out_cap = cap;
-    }
-    memcpy(ch->out + ch->out_len, line, len);
-    ch->out_len += len;
     if (!ev_is_active(&ch->write_w)) {
         r = channel_flush(ch);
         if (r < 0) {

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "bytebuf.h"
 #include "wire.h"
 
 #define CHANNEL_OUT_LIMIT (4u * 1024u * 1024u)
@@ -35,9 +36,7 @@ struct channel {
     ev_io write_w;
     ev_timer resume_w;          /* the rest of a turn whose message budget ran out */
     struct wire_lines in;
-    char *out;
-    size_t out_len;
-    size_t out_cap;
+    struct bytebuf out;         /* bounded by CHANNEL_OUT_LIMIT */
     channel_msg_fn on_msg;
     channel_close_fn on_close;
     channel_drained_fn on_drained;

@@ -26,6 +26,7 @@
 
 #include "admin.h"
 #include "app.h"
+#include "bytebuf.h"
 #include "ctlsock.h"
 #include "log.h"
 #include "logbuf.h"
@@ -100,20 +101,8 @@ static int client_queue(struct client *cl, const char *data, size_t len, size_t 
 /* One JSON object as one line; NULL on allocation failure. */
 static char *control_dump(const json_t *obj, size_t *ret_len)
 {
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
-    if (!text) {
-        return NULL;
-    }
-    size_t n = strlen(text);
-    char *line = realloc(text, n + 2);
-    if (!line) {
-        free(text);
-        return NULL;
-    }
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    *ret_len = n + 1;
-    return line;
+    return json_line_dump(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12),
+                          ret_len);
 }
 
 /* Queues obj (stolen) as a reply line. A reply that cannot be queued ends the client: it would

@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bytebuf.h"
 #include "listener.h"
 #include "log.h"
 #include "wire.h"
@@ -41,10 +42,7 @@ struct ctlconn {
     ev_timer idle_w;
     ev_tstamp active_at;        /* the last byte read from or written to the peer */
     struct wire_lines in;
-    char *out;
-    size_t out_off;             /* bytes of out already sent */
-    size_t out_len;
-    size_t out_cap;
+    struct bytebuf out;
     bool eof;                   /* the peer sent all it will send */
     bool closing;               /* close once the output is written */
     bool broken;                /* close now: output could not be queued */
@@ -71,7 +69,7 @@ static void conn_close(struct ctlconn *cn);
 
 size_t ctlconn_pending(const struct ctlconn *cn)
 {
-    return cn->out_len - cn->out_off;
+    return bytebuf_pending(&cn->out);
 }
 
 bool ctlconn_is_going(const struct ctlconn *cn)
@@ -98,30 +96,11 @@ static void conn_kick(struct ctlconn *cn)
 
 int ctlconn_queue(struct ctlconn *cn, const char *data, size_t len, size_t limit)
 {
-    if (ctlconn_pending(cn) + len > limit) {
-        return -ENOBUFS;
+    int r = bytebuf_append(&cn->out, data, len, limit);
+    if (r == 0) {
+        conn_kick(cn);
     }
-    if (cn->out_off > 0 && cn->out_len + len > cn->out_cap) {
-        memmove(cn->out, cn->out + cn->out_off, ctlconn_pending(cn));
-        cn->out_len -= cn->out_off;
-        cn->out_off = 0;
-    }
-    if (cn->out_len + len > cn->out_cap) {
-        size_t cap = cn->out_cap ? cn->out_cap : 4096;
-        while (cap < cn->out_len + len) {
-            cap *= 2;
-        }
-        char *out = realloc(cn->out, cap);
-        if (!out) {
-            return -ENOMEM;
-        }
-        cn->out = out;
-        cn->out_cap = cap;
-    }
-    memcpy(cn->out + cn->out_len, data, len);
-    cn->out_len += len;
-    conn_kick(cn);
-    return 0;
+    return r;
 }
 
 void ctlconn_break(struct ctlconn *cn)
@@ -284,7 +263,7 @@ static void conn_on_write(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct ctlconn *cn = io->data;
     while (!cn->broken && ctlconn_pending(cn) > 0) {
-        ssize_t n = send(cn->fd, cn->out + cn->out_off, ctlconn_pending(cn),
+        ssize_t n = send(cn->fd, bytebuf_head(&cn->out), ctlconn_pending(cn),
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == -1 && errno == EINTR) {
             continue;
@@ -296,18 +275,13 @@ static void conn_on_write(struct ev_loop *loop, ev_io *io, int revents)
             cn->broken = true; /* EPIPE, ECONNRESET: the reader is gone */
             break;
         }
-        cn->out_off += (size_t)n;
+        bytebuf_consume(&cn->out, (size_t)n);
         cn->active_at = ev_now(loop);
     }
     if (!cn->broken) {
-        cn->out_off = cn->out_len = 0;
         ev_io_stop(loop, &cn->write_w);
-        if (cn->out_cap > CTLCONN_OUT_SOFT) {
-            /* A large reply went out; an idle connection does not keep its buffer. */
-            free(cn->out);
-            cn->out = NULL;
-            cn->out_cap = 0;
-        }
+        /* A large reply went out; an idle connection does not keep its buffer. */
+        bytebuf_trim(&cn->out, CTLCONN_OUT_SOFT);
     }
     if (conn_is_done(cn)) {
         conn_close(cn);
@@ -353,7 +327,7 @@ static void conn_close(struct ctlconn *cn)
     s->ops->on_close(cn->client);
     close(cn->fd);
     wire_lines_done(&cn->in);
-    free(cn->out);
+    bytebuf_free(&cn->out);
     free(cn);
 }
 
@@ -611,7 +585,7 @@ void ctlsock_shutdown(struct ctlsock *s)
         }
         /* One last non-blocking try, so an answer already given (`stop`) reaches its reader. */
         if (ctlconn_pending(cn) > 0) {
-            (void)send(cn->fd, cn->out + cn->out_off, ctlconn_pending(cn),
+            (void)send(cn->fd, bytebuf_head(&cn->out), ctlconn_pending(cn),
                        MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         conn_close(cn);

@@ -45,6 +45,8 @@
 
 #include <ev.h>
 
+#include "bytebuf.h"
+
 /* What the master holds for a reader that fell behind, before it starts dropping. */
 #define LOG_BUFFER_LIMIT (1024u * 1024u)
 /* The longest message drover formats for itself; worker lines are bounded by their reader. */
@@ -68,9 +70,7 @@ static struct {
     bool sink_is_pipe;      /* for NOWAIT: what to fall back to when the kernel refuses it */
     struct ev_loop *loop;
     ev_io write_w;
-    char *buf;
-    size_t len;
-    size_t cap;
+    struct bytebuf out;     /* bounded by LOG_BUFFER_LIMIT */
     uint64_t dropped;
 } L = {.format = LOG_FORMAT_TEXT, .fd = STDOUT_FILENO};
 
@@ -159,14 +159,10 @@ static ssize_t log_write_some(const char *buf, size_t len)
 /* Writes as much of the buffer as the reader takes now; returns -errno on a hard error. */
 static int log_flush_some(void)
 {
-    if (L.len == 0) {
-        return 0; /* also: L.buf may still be NULL */
-    }
-    size_t off = 0;
-    while (off < L.len) {
-        ssize_t n = log_write_some(L.buf + off, L.len - off);
+    while (bytebuf_pending(&L.out) > 0) {
+        ssize_t n = log_write_some(bytebuf_head(&L.out), bytebuf_pending(&L.out));
         if (n > 0) {
-            off += (size_t)n;
+            bytebuf_consume(&L.out, (size_t)n);
             continue;
         }
         if (n == -1 && errno == EINTR) {
@@ -178,11 +174,9 @@ static int log_flush_some(void)
         /* The reader is gone (EPIPE) or the disk is full: drop what is buffered rather than
          * retry forever, and count it. */
         L.dropped++;
-        off = L.len;
+        bytebuf_consume(&L.out, bytebuf_pending(&L.out));
         break;
     }
-    memmove(L.buf, L.buf + off, L.len - off);
-    L.len -= off;
     return 0;
 }
 
@@ -191,9 +185,9 @@ static void log_update_watcher(void)
     if (!L.loop) {
         return;
     }
-    if (L.len > 0 && !ev_is_active(&L.write_w)) {
+    if (bytebuf_pending(&L.out) > 0 && !ev_is_active(&L.write_w)) {
         ev_io_start(L.loop, &L.write_w);
-    } else if (L.len == 0 && ev_is_active(&L.write_w)) {
+    } else if (bytebuf_pending(&L.out) == 0 && ev_is_active(&L.write_w)) {
         ev_io_stop(L.loop, &L.write_w);
     }
 }
@@ -312,9 +306,9 @@ void log_close(void)
     }
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    while (L.len > 0) {
+    while (bytebuf_pending(&L.out) > 0) {
         log_flush_some();
-        if (L.len == 0) {
+        if (bytebuf_pending(&L.out) == 0) {
             break;
         }
         struct timespec now;
@@ -330,11 +324,9 @@ void log_close(void)
     if (L.fd_owned) {
         close(L.fd);
     }
-    free(L.buf);
+    bytebuf_free(&L.out);
     free(L.path);
-    L.buf = NULL;
     L.path = NULL;
-    L.len = L.cap = 0;
     L.fd = STDOUT_FILENO;
     L.fd_owned = false;
     L.sink = LOG_SINK_DIRECT;
@@ -352,7 +344,7 @@ static int log_emit(const char *line, size_t len)
     if (!L.loop || L.sink == LOG_SINK_DIRECT) {
         /* Before the loop, or to a file: write through. Anything still buffered
          * from a reopen goes first so order is kept. */
-        if (L.len > 0) {
+        if (bytebuf_pending(&L.out) > 0) {
             log_flush_some();
         }
         size_t off = 0;
@@ -369,25 +361,11 @@ static int log_emit(const char *line, size_t len)
         }
         return 0;
     }
-    if (L.len + len > LOG_BUFFER_LIMIT) {
+    int r = bytebuf_append(&L.out, line, len, LOG_BUFFER_LIMIT);
+    if (r < 0) {
         L.dropped++;
-        return -ENOBUFS;
+        return r;
     }
-    if (L.len + len > L.cap) {
-        size_t cap = L.cap ? L.cap : 16384;
-        while (cap < L.len + len) {
-            cap *= 2;
-        }
-        char *buf = realloc(L.buf, cap);
-        if (!buf) {
-            L.dropped++;
-            return -ENOMEM;
-        }
-        L.buf = buf;
-        L.cap = cap;
-    }
-    memcpy(L.buf + L.len, line, len);
-    L.len += len;
     if (!ev_is_active(&L.write_w)) {
         log_flush_some();
         log_update_watcher();

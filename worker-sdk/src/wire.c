@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytebuf.h"
+
 static const char *const type_names[] = {
     [WIRE_READY] = "ready",
     [WIRE_STATUS] = "status",
@@ -281,25 +283,6 @@ static int set_new(json_t *obj, const char *key, json_t *value)
     return json_object_set_new(obj, key, value) == 0 ? 0 : -ENOMEM;
 }
 
-/* Dumps obj compactly and appends the newline. Returns a malloc'd line or NULL. */
-static char *object_dump_line(const json_t *obj, size_t *ret_len)
-{
-    char *s = json_dumps(obj, JSON_COMPACT);
-    if (!s) {
-        return NULL;
-    }
-    size_t len = strlen(s);
-    char *line = realloc(s, len + 2);
-    if (!line) {
-        free(s);
-        return NULL;
-    }
-    line[len] = '\n';
-    line[len + 1] = '\0';
-    *ret_len = len + 1;
-    return line;
-}
-
 /* ---- channel messages ------------------------------------------------------------------- */
 
 /* Copies a string member that must be present into *ret (malloc'd). */
@@ -492,7 +475,7 @@ char *wire_msg_format(const struct wire_msg *msg, size_t *ret_len)
     if (r < 0) {
         goto out;
     }
-    line = object_dump_line(obj, ret_len);
+    line = json_line_dump(obj, JSON_COMPACT, ret_len);
 out:
     json_decref(obj);
     return line;
@@ -714,7 +697,7 @@ char *wire_request_format(const struct wire_request *req, size_t *ret_len)
     if (r < 0) {
         goto out;
     }
-    line = object_dump_line(obj, ret_len);
+    line = json_line_dump(obj, JSON_COMPACT, ret_len);
 out:
     json_decref(obj);
     return line;

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bytebuf.h"
 #include "wire.h"
 
 /* systemd passes the first socket at fd 3 (SD_LISTEN_FDS_START). */
@@ -65,10 +66,7 @@ struct drover_worker {
     int channel_fd;
     int channel_err;
     struct wire_lines in;
-    char *out;          /* queued output is out[out_start .. out_len) */
-    size_t out_start;
-    size_t out_len;
-    size_t out_cap;
+    struct bytebuf out; /* queued output, at most DROVER_OUT_MAX */
 
     /* NOTIFY_SOCKET; the datagram socket is opened on first use. */
     bool has_notify;
@@ -322,11 +320,11 @@ static int channel_fail(struct drover_worker *w, int err)
 /* Writes queued output until done or the socket is full. Returns 0 or the channel's error. */
 static int channel_flush(struct drover_worker *w)
 {
-    while (w->out_start < w->out_len) {
-        ssize_t n = send(w->channel_fd, w->out + w->out_start, w->out_len - w->out_start,
+    while (bytebuf_pending(&w->out) > 0) {
+        ssize_t n = send(w->channel_fd, bytebuf_head(&w->out), bytebuf_pending(&w->out),
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0) {
-            w->out_start += (size_t)n;
+            bytebuf_consume(&w->out, (size_t)n);
         } else if (errno == EINTR) {
             continue;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -335,7 +333,6 @@ static int channel_flush(struct drover_worker *w)
             return channel_fail(w, -errno);
         }
     }
-    w->out_start = w->out_len = 0;
     return 0;
 }
 
@@ -351,29 +348,10 @@ static int channel_queue(struct drover_worker *w, const char *line, size_t len)
     if (len > WIRE_LINE_MAX + 1) {
         return -EMSGSIZE;
     }
-    size_t pending = w->out_len - w->out_start;
-    if (len > DROVER_OUT_MAX - pending) {
-        return -ENOBUFS;
+    int r = bytebuf_append(&w->out, line, len, DROVER_OUT_MAX);
+    if (r < 0) {
+        return r;
     }
-    if (w->out_start > 0) {
-        memmove(w->out, w->out + w->out_start, pending);
-        w->out_start = 0;
-        w->out_len = pending;
-    }
-    if (pending + len > w->out_cap) {
-        size_t cap = w->out_cap ? w->out_cap : 4096;
-        while (cap < pending + len) {
-            cap *= 2;
-        }
-        char *out = realloc(w->out, cap);
-        if (!out) {
-            return -ENOMEM;
-        }
-        w->out = out;
-        w->out_cap = cap;
-    }
-    memcpy(w->out + w->out_len, line, len);
-    w->out_len += len;
     return channel_flush(w);
 }
 
@@ -605,7 +583,7 @@ int drover_fd(const struct drover_worker *w)
 
 bool drover_wants_write(const struct drover_worker *w)
 {
-    return w->channel_fd >= 0 && !w->channel_err && w->out_start < w->out_len;
+    return w->channel_fd >= 0 && !w->channel_err && bytebuf_pending(&w->out) > 0;
 }
 
 /* ---- registration and accessors --------------------------------------------------------- */
@@ -939,7 +917,7 @@ void drover_close(struct drover_worker *w)
         close(w->notify_fd);
     }
     wire_lines_done(&w->in);
-    free(w->out);
+    bytebuf_free(&w->out);
     for (int i = 0; w->listen_names && i < w->listen_n; i++) {
         free(w->listen_names[i]);
     }
