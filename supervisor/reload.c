@@ -24,17 +24,17 @@
 #include "app.h"
 #include "log.h"
 #include "logbuf.h"
+#include "reloadstate.h"
 #include "shutdown.h"
 #include "sweep.h"
 
 /* Lines of a failed worker's output quoted in the log record and the result. */
 #define RELOAD_LAST_LINES 10
 
-enum rec_state { REC_PENDING, REC_STARTING, REC_REPLACED, REC_SKIPPED, REC_FAILED };
 
 struct reload_rec {
     unsigned slot;
-    enum rec_state state;
+    enum reload_rec_state state;
     struct worker *old;     /* alive until it has left */
     struct worker *new;     /* the surge worker */
     pid_t old_pid;
@@ -49,7 +49,7 @@ struct reload {
     struct app *app;
     enum worker_reason reason;
     bool changes_config;
-    bool rolling_back;
+    enum reload_run_state run;      /* forward, rolling back, stopping (reloadstate.h) */
     struct config *old_owner;
     const struct config_app *old_cfg;
     unsigned old_generation;
@@ -166,10 +166,7 @@ static json_t *reload_slots_json(const struct reload *r)
         const struct reload_rec *rec = &r->recs[i];
         json_t *s = json_pack("{s:i, s:i, s:i, s:s}", "slot", (int)rec->slot, "old_pid",
                               (int)rec->old_pid, "new_pid", (int)rec->new_pid, "state",
-                              rec->state == REC_REPLACED  ? "replaced"
-                              : rec->state == REC_SKIPPED ? "skipped"
-                              : rec->state == REC_FAILED  ? "failed"
-                                                          : "not started");
+                              reload_rec_state_to_string(rec->state));
         json_object_set_new(s, "ready_ms", json_integer(reload_ms(rec->started, rec->ready)));
         json_object_set_new(s, "old_exit_ms",
                             json_integer(reload_ms(rec->started, rec->old_gone)));
@@ -191,7 +188,7 @@ static void reload_progress(struct reload *r, const struct reload_rec *rec, cons
                     false);
     }
     log_record(LOG_INFO, (struct log_origin){r->app->name, (int)rec->slot, rec->new_pid}, f,
-               "%s%s: slot %u %s", reload_verb(r), r->rolling_back ? " (rollback)" : "",
+               "%s%s: slot %u %s", reload_verb(r), r->run == RELOAD_RUN_ROLLING_BACK ? " (rollback)" : "",
                rec->slot, event);
 }
 
@@ -201,7 +198,7 @@ static void reload_finish(struct reload *r, bool ok)
 {
     struct app *app = r->app;
     double secs = reload_now(r) - r->started_at;
-    const char *outcome = ok ? "done" : r->rolling_back ? "rolled_back" : "failed";
+    const char *outcome = reload_run_outcome(r->run, !ok);
     app->replacing = NULL;
     if (ok) {
         /* A reload that shrank the app retires the slots above the new count last, once the
@@ -222,7 +219,7 @@ static void reload_finish(struct reload *r, bool ok)
                             "generation", (int)app->generation, "duration_s", secs);
     json_object_set_new(res, "slots",
                         r->failed_slots ? json_incref(r->failed_slots) : reload_slots_json(r));
-    if (r->rolling_back) {
+    if (r->run == RELOAD_RUN_ROLLING_BACK) {
         json_object_set_new(res, "rollback_slots", reload_slots_json(r));
     }
     if (r->error) {
@@ -256,6 +253,18 @@ static bool reload_is_settled(const struct reload *r)
 
 static void reload_fail(struct reload *r, char *why);
 
+/* A record's one way to change state: its table (reloadstate.h). */
+static void reload_rec_feed(struct reload_rec *rec, enum reload_rec_event ev)
+{
+    rec->state = reload_rec_next(rec->state, ev, NULL);
+}
+
+/* Forward, and no record failed. */
+static bool reload_run_succeeded(const struct reload *r)
+{
+    return strcmp(reload_run_outcome(r->run, r->error != NULL), "done") == 0;
+}
+
 /* Starts records until the batch is full. Returns false when the run has ended. */
 static bool reload_next_batch(struct reload *r)
 {
@@ -264,7 +273,7 @@ static bool reload_next_batch(struct reload *r)
     while (r->starting < batch && r->next < r->n) {
         struct reload_rec *rec = &r->recs[r->next++];
         if (rec->slot >= app->n_slots) {
-            rec->state = REC_SKIPPED;
+            reload_rec_feed(rec, RELOAD_REC_EV_SKIP);
             continue;
         }
         struct slot *s = app->slots[rec->slot];
@@ -272,7 +281,7 @@ static bool reload_next_batch(struct reload *r)
         /* A slot whose worker crashed during this reload was refilled by the app with the new
          * generation already: nothing left to replace there. */
         if (r->changes_config && old && old->generation == app->generation) {
-            rec->state = REC_SKIPPED;
+            reload_rec_feed(rec, RELOAD_REC_EV_SKIP);
             continue;
         }
         rec->old = old && !old->retire ? old : NULL;
@@ -288,19 +297,19 @@ static bool reload_next_batch(struct reload *r)
                          strerror(-e)) < 0) {
                 why = NULL;
             }
-            rec->state = REC_FAILED;
+            reload_rec_feed(rec, RELOAD_REC_EV_BEGIN_FAILED);
             rec->old = NULL;
             reload_fail(r, why);
             return false;
         }
         rec->new = w;
         rec->new_pid = w->pid;
-        rec->state = REC_STARTING;
+        reload_rec_feed(rec, RELOAD_REC_EV_BEGIN);
         r->starting++;
         reload_progress(r, rec, "starting");
     }
     if (reload_is_settled(r)) {
-        reload_finish(r, !r->rolling_back && !r->error);
+        reload_finish(r, reload_run_succeeded(r));
         return false;
     }
     return true;
@@ -311,10 +320,10 @@ static bool reload_on_worker_ready(struct reload *r, struct worker *w)
     struct app *app = r->app;
     for (size_t i = 0; i < r->n; i++) {
         struct reload_rec *rec = &r->recs[i];
-        if (rec->new != w || rec->state != REC_STARTING) {
+        if (rec->new != w || rec->state != RELOAD_REC_STARTING) {
             continue;
         }
-        rec->state = REC_REPLACED;
+        reload_rec_feed(rec, RELOAD_REC_EV_NEW_READY);
         rec->ready = reload_now(r);
         r->starting--;
         struct slot *s = rec->slot < app->n_slots ? app->slots[rec->slot] : NULL;
@@ -368,10 +377,10 @@ static bool reload_on_worker_exit(struct reload *r, struct worker *w)
         struct reload_rec *rec = &r->recs[i];
         if (rec->new == w) {
             rec->new = NULL;
-            if (rec->state != REC_STARTING) {
+            if (rec->state != RELOAD_REC_STARTING) {
                 return false; /* serving already: an ordinary crash for the app to handle */
             }
-            rec->state = REC_FAILED;
+            reload_rec_feed(rec, RELOAD_REC_EV_NEW_EXIT);
             r->starting--;
             char status[64];
             if (WIFEXITED(w->wait_status)) {
@@ -409,7 +418,7 @@ static bool reload_on_worker_exit(struct reload *r, struct worker *w)
                 r->app->restarts[WORKER_REASON_CRASH]++;
             }
             if (reload_is_settled(r)) {
-                reload_finish(r, !r->rolling_back && !r->error);
+                reload_finish(r, reload_run_succeeded(r));
             }
             return true;
         }
@@ -421,11 +430,11 @@ static void reload_kill_starting(struct reload *r)
 {
     for (size_t i = 0; i < r->n; i++) {
         struct reload_rec *rec = &r->recs[i];
-        if (rec->state == REC_STARTING && rec->new) {
+        if (rec->state == RELOAD_REC_STARTING && rec->new) {
             worker_stop_now(rec->new);
             rec->new = NULL;
             rec->old = NULL; /* it was never retired: it keeps serving its slot */
-            rec->state = REC_FAILED;
+            reload_rec_feed(rec, RELOAD_REC_EV_KILLED);
         }
     }
     r->starting = 0;
@@ -440,7 +449,7 @@ static void reload_fail(struct reload *r, char *why)
         free(why);
     }
     reload_kill_starting(r);
-    if (r->rolling_back || !r->changes_config) {
+    if (reload_run_fail(&r->run, r->changes_config) == RELOAD_RUN_DO_STOP) {
         /* A rollback that fails, or a restart: stop here; what serves keeps serving. */
         r->next = r->n;
         if (reload_is_settled(r)) {
@@ -463,13 +472,13 @@ static void reload_fail(struct reload *r, char *why)
         (void)app_slots_resize(app, r->old_n_slots);
     }
     r->target_n_slots = r->old_n_slots;
-    r->rolling_back = true;
     /* The rollback pass tracks only the slots to replace again; old workers of the first pass
      * are retiring through their own phase runs and need no watching. */
     size_t k = 0;
     for (size_t i = 0; i < r->n; i++) {
-        if (r->recs[i].state == REC_REPLACED && r->recs[i].slot < app->n_slots) {
-            r->recs[k++] = (struct reload_rec){.slot = r->recs[i].slot, .state = REC_PENDING};
+        if (r->recs[i].state == RELOAD_REC_REPLACED && r->recs[i].slot < app->n_slots) {
+            r->recs[k++] = (struct reload_rec){.slot = r->recs[i].slot,
+                                               .state = RELOAD_REC_PENDING};
         }
     }
     r->n = k;
@@ -485,7 +494,7 @@ void reload_abort(struct reload *r, const char *why)
     reload_kill_starting(r);
     free(r->error);
     r->error = strdup(why);
-    r->rolling_back = false;
+    r->run = RELOAD_RUN_STOPPING;
     for (size_t i = 0; i < r->n; i++) {
         r->recs[i].old = NULL;
     }
@@ -587,7 +596,7 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
     r->target_n_slots = target;
     for (size_t i = 0; i < n; i++) {
         r->recs[i].slot = slots ? slots[i] : (unsigned)i;
-        r->recs[i].state = REC_PENDING;
+        r->recs[i].state = RELOAD_REC_PENDING;
     }
     r->n = n;
     if (new_cfg) {
