@@ -185,6 +185,19 @@ def test_merged_sums_gauges_histograms(drover):
     assert lat["samples"][0]["counts"] == [3, 6, 9] and lat["samples"][0]["count"] == 9
 
 
+def test_hello_http_extra_series(drover):
+    """hello-http --extra-series N: N more counters, the same label sets in every worker, so
+    the page merges them into N series (the benchmarks use it for 100 series per worker)."""
+    admin = start(drover, {"hello": {"command": h.hello("--extra-series", 5), "workers": 2,
+                                     "listen": f"127.0.0.1:{h.free_port()}",
+                                     "ready": "notify"}})
+    page = wait_value(admin, "hello_extra_total", 8, app="hello", id="4")   # 4 + 4
+    assert {dict(k[1])["id"] for k in page if k[0] == "hello_extra_total"} == \
+        {str(i) for i in range(5)}
+    assert val(page, "hello_extra_total", app="hello", id="0") == 0
+    promtool_check(request(admin, "/metrics")[2])
+
+
 def test_counts_survive_kill_reload_and_scale_down(drover):
     admin = start(drover, {"m": {"command": worker(), "workers": 3, "ready": "notify",
                                  "metrics_per_worker": True, "restart_delay": "100ms"}})

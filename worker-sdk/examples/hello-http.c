@@ -12,6 +12,9 @@
  *   GET /count        requests served by this slot, saved state included
  *   GET /sleep?ms=N   answers after N ms (an in-flight request for drain tests)
  *
+ * --extra-series N adds N idle counter series (hello_extra_total{id="0".."N-1"}, the same in
+ * every worker) to its metrics, so a benchmark can give the master a realistic page to merge.
+ *
  * It is shaped for speed the plain way: a connection is one allocation with fixed buffers,
  * the common responses are formatted once at startup, pipelined responses are batched into
  * one send, and nothing is parsed beyond what the answer needs.
@@ -46,6 +49,7 @@
 #define ACCEPT_BATCH 64     /* accepts per wakeup, so one busy socket cannot starve the rest */
 #define SLEEP_MS_MAX 600000
 #define LINGER_S 2.0        /* how long a closing connection may keep sending what we ignore */
+#define EXTRA_SERIES_MAX 9000 /* the master takes 10000 series per worker; ours use 22 */
 
 struct server;
 
@@ -100,6 +104,7 @@ struct server {
     struct drover_counter *requests[6];     /* by status code, as in http_codes[] */
     struct drover_histogram *latency;
     struct drover_gauge *connections;
+    unsigned extra_series;  /* --extra-series */
     uint64_t resumed;       /* from the saved state */
     struct canned hello[2], pid[2]; /* [keep_alive] */
 };
@@ -652,6 +657,17 @@ static int server_metrics_init(struct server *srv)
         r = drover_gauge_new(srv->metrics, &srv->connections, "http_connections",
                              "Open HTTP connections.", DROVER_AGG_SUM, (char *)NULL);
     }
+    for (unsigned i = 0; r == 0 && i < srv->extra_series; i++) {
+        struct drover_counter *c;
+        char id[16];
+        snprintf(id, sizeof id, "%u", i);
+        r = drover_counter_new(srv->metrics, &c, "hello_extra_total",
+                               "Idle series for benchmarks (--extra-series); value = id.", "id",
+                               id, (char *)NULL);
+        if (r == 0) {
+            drover_counter_add(c, i);
+        }
+    }
     if (r == 0) {
         drover_metrics_on_collect(srv->metrics, server_on_collect, srv);
         r = drover_metrics_attach(srv->metrics, srv->w);
@@ -785,9 +801,11 @@ static void server_on_channel_closed(struct drover_ev *e, int err, void *userdat
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: hello-http [--listen HOST:PORT] [--greeting TEXT]\n"
-               "  --listen    address to bind when no socket is passed (127.0.0.1:8080)\n"
-               "  --greeting  first word of the answer (hi)\n");
+    fprintf(f, "usage: hello-http [--listen HOST:PORT] [--greeting TEXT] [--extra-series N]\n"
+               "  --listen        address to bind when no socket is passed (127.0.0.1:8080)\n"
+               "  --greeting      first word of the answer (hi)\n"
+               "  --extra-series  N more counter series in the metrics, 0..%d (0)\n",
+            EXTRA_SERIES_MAX);
 }
 
 int main(int argc, char **argv)
@@ -795,6 +813,7 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"listen", required_argument, NULL, 'l'},
         {"greeting", required_argument, NULL, 'g'},
+        {"extra-series", required_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -802,7 +821,7 @@ int main(int argc, char **argv)
     const char *listen_addr = "127.0.0.1:8080", *greeting = "hi";
     int opt, r;
 
-    while ((opt = getopt_long(argc, argv, "l:g:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "l:g:x:h", options, NULL)) != -1) {
         switch (opt) {
         case 'l':
             listen_addr = optarg;
@@ -810,6 +829,17 @@ int main(int argc, char **argv)
         case 'g':
             greeting = optarg;
             break;
+        case 'x': {
+            char *end;
+            errno = 0;
+            long n = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || n < 0 || n > EXTRA_SERIES_MAX) {
+                usage(stderr);
+                return 2;
+            }
+            srv.extra_series = (unsigned)n;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
