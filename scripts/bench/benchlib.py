@@ -426,8 +426,9 @@ class Drover:
                 self.known[k] = Identity(k)
         return kids
 
-    def wait_ready(self, n, timeout=60.0):
-        """Waits until n workers are ready (their 'ready' records), and every app answers."""
+    def wait_ready(self, n, timeout=60.0, interval=0.05):
+        """Waits until n workers are ready (their 'ready' records), and every app answers.
+        Each check lists /proc: with hundreds of workers, a longer interval keeps that cheap."""
         def ok():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"drover exited with {self.proc.returncode}:\n"
@@ -436,7 +437,7 @@ class Drover:
             readies = {r.get("pid") for r in self.records() if r.get("state") == "ready"}
             return len(live) >= n and len(readies & set(live)) >= n
         try:
-            wait_until(ok, timeout, 0.05, f"{n} ready workers")
+            wait_until(ok, timeout, interval, f"{n} ready workers")
         except RuntimeError as e:
             raise RuntimeError(f"{e}\n{self.tail()}") from None
         for port in self.ports.values():
@@ -638,7 +639,11 @@ _live = []
 
 
 def cleanup_all():
-    """Stops every drover and PM2 still running (on any exit path, including errors)."""
+    """Stops every drover, PM2 and wrk still running (on any exit path, including errors)."""
+    for proc in list(_wrk_live):
+        if proc.poll() is None:
+            proc.kill()  # by pid: a Popen of ours, not yet reaped, so the pid is still its own
+            proc.wait()
     for thing in list(reversed(_live)):
         try:
             thing.kill()
@@ -660,6 +665,8 @@ signal.signal(signal.SIGTERM, _on_term)
 # wrk
 
 
+_wrk_live = set()  # wrk runs under way (a load thread may still be in one at exit)
+
 WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 WRK_REQS = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
 WRK_SOCK = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
@@ -676,7 +683,18 @@ def wrk(port, duration, threads=2, connections=64, close=False, path="/", timeou
     if close:
         cmd += ["-H", "Connection: close"]
     cmd.append(f"http://127.0.0.1:{port}{path}")
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    _wrk_live.add(proc)
+    try:
+        out, err = proc.communicate(timeout=duration + 60)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        _wrk_live.discard(proc)
+    r = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     m = WRK_RPS.search(r.stdout)
     if r.returncode != 0 or not m:
         raise RuntimeError(f"wrk failed: {r.stdout}\n{r.stderr}")
