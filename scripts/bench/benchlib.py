@@ -676,7 +676,8 @@ WRK_P99 = re.compile(r"^\s+99(?:\.000)?%\s+([\d.]+)(us|ms|s)\b", re.M)
 
 def wrk(port, duration, threads=2, connections=64, close=False, path="/", timeout_s=None):
     """One wrk run against 127.0.0.1:port. Returns a dict: rps, requests, errors (socket errors
-    + non-2xx), p99_ms, cmd."""
+    + non-2xx), kinds (each of those by kind: connect, read, write, timeout, non2xx), p99_ms,
+    cmd."""
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     if timeout_s:
         cmd += ["--timeout", f"{timeout_s}s"]
@@ -698,20 +699,21 @@ def wrk(port, duration, threads=2, connections=64, close=False, path="/", timeou
     m = WRK_RPS.search(r.stdout)
     if r.returncode != 0 or not m:
         raise RuntimeError(f"wrk failed: {r.stdout}\n{r.stderr}")
-    errors = 0
+    kinds = {"connect": 0, "read": 0, "write": 0, "timeout": 0, "non2xx": 0}
     e = WRK_SOCK.search(r.stdout)
     if e:
-        errors += sum(int(x) for x in e.groups())
+        kinds.update(zip(("connect", "read", "write", "timeout"), (int(x) for x in e.groups())))
     n = WRK_NON2XX.search(r.stdout)
     if n:
-        errors += int(n.group(1))
+        kinds["non2xx"] = int(n.group(1))
+    errors = sum(kinds.values())
     p99 = WRK_P99.search(r.stdout)
     p99_ms = float("nan")
     if p99:
         p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     q = WRK_REQS.search(r.stdout)
     return {"rps": float(m.group(1)), "requests": int(q.group(1)) if q else 0, "errors": errors,
-            "p99_ms": p99_ms, "cmd": " ".join(shlex.quote(c) for c in cmd)}
+            "kinds": kinds, "p99_ms": p99_ms, "cmd": " ".join(shlex.quote(c) for c in cmd)}
 
 
 def wrk_template(duration, threads=2, connections=64, close=False, path="/"):
