@@ -117,7 +117,22 @@ static bool worker_output_read(struct worker *w, int stream, size_t budget)
 {
     struct worker_output *o = &w->out[stream];
     while (budget > 0) {
-        ssize_t n = read(o->fd, o->line + o->len, sizeof o->line - o->len);
+        if (o->len == o->cap && o->cap < WORKER_LINE_MAX) {
+            /* Grown on demand: most workers print little, and 512 of them holding 32 KiB
+             * each would be most of the master's memory. */
+            size_t cap = o->cap ? o->cap * 4 : 1024;
+            char *line = realloc(o->line, cap < WORKER_LINE_MAX ? cap : WORKER_LINE_MAX);
+            if (line) {
+                o->line = line;
+                o->cap = cap < WORKER_LINE_MAX ? cap : WORKER_LINE_MAX;
+            } else if (o->cap == 0) {
+                return true; /* out of memory: the pipe waits; the worker blocks, not us */
+            } else {
+                worker_output_line(w, stream, o->line, o->len); /* a piece, to make room */
+                o->len = 0;
+            }
+        }
+        ssize_t n = read(o->fd, o->line + o->len, o->cap - o->len);
         if (n == -1 && errno == EINTR) {
             continue;
         }
@@ -140,7 +155,7 @@ static bool worker_output_read(struct worker *w, int stream, size_t budget)
                 start = i + 1;
             }
         }
-        if (start == 0 && end == sizeof o->line) {
+        if (start == 0 && end == o->cap && o->cap == WORKER_LINE_MAX) {
             /* A line longer than the buffer is emitted in pieces rather than held. */
             worker_output_line(w, stream, o->line, end);
             start = end;
@@ -160,6 +175,9 @@ static void worker_output_close(struct worker *w, int stream)
     ev_io_stop(worker_loop(w), &o->io_w);
     close(o->fd);
     o->fd = -1;
+    free(o->line);
+    o->line = NULL;
+    o->len = o->cap = 0;
 }
 
 static void worker_on_output(struct ev_loop *loop, ev_io *io, int revents)
@@ -878,6 +896,8 @@ void worker_free(struct worker *w)
     if (!w) {
         return;
     }
+    free(w->out[0].line);
+    free(w->out[1].line);
     free(w->status_text);
     config_unref(w->cfg_owner);
     free(w);

@@ -88,7 +88,8 @@ struct worker_output {
     int fd;
     ev_io io_w;
     size_t len;
-    char line[WORKER_LINE_MAX];
+    size_t cap;                     /* grows to WORKER_LINE_MAX as lines need */
+    char *line;
 };
 
 struct worker {

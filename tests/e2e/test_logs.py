@@ -331,3 +331,21 @@ def test_a_reader_that_stops_never_stalls_drover(drover, as_nobody):
         drover.stop()
         os.close(w)
         os.close(r)
+
+
+def test_lines_of_any_length_arrive_whole_or_in_16k_pieces(drover):
+    """A worker's output buffers grow as its lines need (most workers print little), up to
+    16 KiB; a longer line arrives in pieces of that size, and nothing is lost."""
+    script = ("import sys; sys.stdout.write('short-xyz\\n' + 'm' * 3000 + '-mid\\n'"
+              " + 'L' * 40000 + '-end\\n'); sys.stdout.flush(); import time; time.sleep(60)")
+    drover.start(apps={"w": {"command": f"{h.PYTHON} -c \"{script}\"", "workers": 1,
+                             "ready": "none"}})
+    drover.wait_record(lambda r: str(r.get("msg", "")).endswith("-end"), timeout=10,
+                       what="the long line's last piece")
+    msgs = [str(r.get("msg", "")) for r in drover.records() if r.get("app") == "w"
+            and r.get("stream") == "stdout"]
+    assert "short-xyz" in msgs
+    assert "m" * 3000 + "-mid" in msgs
+    pieces = [m for m in msgs if m and set(m.rstrip("-end")) == {"L"}]
+    assert [len(p) for p in pieces] == [16384, 16384, 40000 - 2 * 16384 + 4], \
+        [len(p) for p in pieces]
