@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -91,6 +92,22 @@ static void channel_on_writable(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+/* FNV-1a, 64 bits: enough to tell a repeated line from a changed one. */
+static uint64_t channel_hash(const char *p, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3u;
+    }
+    return h;
+}
+
+void channel_mark_repeatable(struct channel *ch)
+{
+    ch->repeat_hash = ch->line_hash;
+    ch->repeat_len = ch->line_len;
+}
+
 /* Parses the lines already read, at most *msgs of them. Returns 1 when the budget ran out
  * (lines may be left over), 0 when every buffered line was taken, or -1 when the channel
  * failed or was closed. */
@@ -102,6 +119,16 @@ static int channel_dispatch(struct channel *ch, unsigned *msgs)
     while (*msgs > 0 && (r = wire_lines_next(&ch->in, &line, &len)) == 1) {
         struct wire_msg msg;
         if (len == 0) {
+            continue;
+        }
+        ch->line_hash = channel_hash(line, len);
+        ch->line_len = len;
+        if (ch->on_repeat && len == ch->repeat_len && ch->line_hash == ch->repeat_hash) {
+            (*msgs)--;
+            ch->on_repeat(ch, ch->data);
+            if (ch->fd == -1) {
+                return -1;
+            }
             continue;
         }
         r = wire_msg_parse(line, len, &msg);

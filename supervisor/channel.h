@@ -28,6 +28,9 @@ typedef void (*channel_msg_fn)(struct channel *ch, struct wire_msg *msg, void *d
 typedef void (*channel_close_fn)(struct channel *ch, int err, void *data);
 /* Everything queued has been written after the worker made us wait (optional). */
 typedef void (*channel_drained_fn)(struct channel *ch, void *data);
+/* The worker sent again, byte for byte, the line the owner last marked repeatable (optional):
+ * it is not parsed again. */
+typedef void (*channel_repeat_fn)(struct channel *ch, void *data);
 
 struct channel {
     struct ev_loop *loop;
@@ -40,7 +43,12 @@ struct channel {
     channel_msg_fn on_msg;
     channel_close_fn on_close;
     channel_drained_fn on_drained;
+    channel_repeat_fn on_repeat;
     void *data;
+    uint64_t line_hash;         /* of the line being handed over */
+    size_t line_len;
+    uint64_t repeat_hash;       /* of the line marked repeatable; repeat_len 0 = none */
+    size_t repeat_len;
 };
 
 /* Takes ownership of fd, a stream socket, and starts reading. The fd's own flags are left as
@@ -56,6 +64,15 @@ void channel_drain(struct channel *ch);
 void channel_close(struct channel *ch);
 
 bool channel_is_open(const struct channel *ch);
+
+/*
+ * From inside the message callback: the line just handed over may come again unchanged (a
+ * metrics snapshot of a worker with nothing new to count, sent every second), and when it does
+ * on_repeat is called instead of parsing it again: jansson's tree of a 100-series snapshot
+ * costs more than everything else the master does for an idle worker. Lines are compared by
+ * length and a 64-bit hash.
+ */
+void channel_mark_repeatable(struct channel *ch);
 
 /* Bytes queued for the worker and not yet written. */
 size_t channel_pending(const struct channel *ch);

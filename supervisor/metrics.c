@@ -288,6 +288,16 @@ static struct msnap *snap_find(const struct metrics_app *ma, uint64_t key)
     return NULL;
 }
 
+int metrics_app_touch(struct metrics_app *ma, uint64_t key, double now)
+{
+    struct msnap *sn = snap_find(ma, key);
+    if (!sn) {
+        return -ENOENT;
+    }
+    sn->at = now;
+    return 0;
+}
+
 int metrics_app_snapshot_time(const struct metrics_app *ma, uint64_t key, double *ret_at)
 {
     const struct msnap *sn = snap_find(ma, key);

@@ -78,6 +78,10 @@ void metrics_app_retire(struct metrics_app *ma, uint64_t key);
  * worker="SLOT". */
 void metrics_app_set_per_worker(struct metrics_app *ma, bool on);
 
+/* Worker `key` sent again the very snapshot it sent last: it is as fresh as now. Returns 0 or
+ * -ENOENT. */
+int metrics_app_touch(struct metrics_app *ma, uint64_t key, double now);
+
 /* When worker `key` last had a snapshot accepted (the `now` of that update): 0 and *ret_at, or
  * -ENOENT when it has none. */
 int metrics_app_snapshot_time(const struct metrics_app *ma, uint64_t key, double *ret_at);

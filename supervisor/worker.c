@@ -405,6 +405,9 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
         const char *why = NULL;
         int r = metrics_app_update(w->metrics, w->id, (int)w->slot, msg->families,
                                    ev_now(worker_loop(w)), &why);
+        if (r == 0) {
+            channel_mark_repeatable(&w->ch);
+        }
         w->ops->on_metrics(w->owner, w);
         if (r < 0 && !w->metrics_warned) {
             /* Once per worker: a broken exporter would otherwise flood the log every second. */
@@ -427,6 +430,15 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
                    wire_type_to_string(msg->type));
         break;
     }
+}
+
+/* The same snapshot again: as fresh as now, nothing else changed. */
+static void worker_on_channel_repeat(struct channel *ch, void *data)
+{
+    struct worker *w = data;
+    w->channel_used = true;
+    w->spoke = true;
+    (void)metrics_app_touch(w->metrics, w->id, ev_now(w->loop));
 }
 
 static void worker_on_channel_close(struct channel *ch, int err, void *data)
@@ -845,6 +857,7 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
     out_pipe[0] = err_pipe[0] = -1;
     channel_open(&w->ch, loop, chan[0], worker_on_channel_msg, worker_on_channel_close, w);
     w->ch.on_drained = worker_on_channel_drained;
+    w->ch.on_repeat = worker_on_channel_repeat;
     chan[0] = -1;
 
     int sfd = procstat_open(pid);

@@ -389,3 +389,15 @@ def test_own_series_of_many_apps_without_workers(drover):
         assert val(page, "drover_metrics_series", app=n) == 0, n
     assert [v for (name, _), v in page.items() if name == "drover_build_info"] == [1]
     assert val(page, "drover_shutdown_phase") == 0
+
+
+def test_a_repeated_snapshot_keeps_the_worker_fresh(drover):
+    """The master does not parse again a snapshot identical to the last one (an idle worker
+    sends the same every interval), but it still counts as received: the worker's metrics
+    age stays small and its numbers stay on the page."""
+    admin = start(drover, {"m": {"command": worker(), "workers": 1, "ready": "notify"}})
+    page = wait_value(admin, "test_requests_total", 10, app="m", code="200")
+    time.sleep(1.5)  # fifteen identical snapshots at --interval 0.1
+    page = scrape(admin)
+    assert val(page, "test_requests_total", app="m", code="200") == 10
+    assert val(page, "drover_worker_metrics_age_seconds", app="m", worker="0") < 0.5
