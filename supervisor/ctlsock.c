@@ -580,6 +580,8 @@ void ctlsock_shutdown(struct ctlsock *s)
     }
     while (s->conns) {
         struct ctlconn *cn = s->conns;
+        s->conns = cn->next; /* unlinked here, so conn_close() finds nothing more to unlink */
+        cn->next = NULL;
         if (s->ops->on_shutdown) {
             s->ops->on_shutdown(cn->client);
         }

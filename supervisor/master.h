@@ -73,28 +73,28 @@ struct master {
     size_t n_apps;
     enum master_state state;
     int exit_status;
+    int notify_fd;
+    int null_fd;                /* /dev/null, a worker's stdin */
+    unsigned stop_asked;        /* a shutdown asked for: 0 none, 1 graceful, 2 fast */
     bool forced;                /* a phase timed out or something had to be killed */
     bool killed;                /* SIGKILL went to every worker (fast path or last resort) */
+    bool running;               /* state == MASTER_RUNNING, for the apps */
+    bool ready_logged;          /* "every app has its workers ready", said once */
     struct shutdown *shutdown;  /* the supervisor's phase run, while it lasts */
     struct shutdown_set shutdowns;  /* every phase run in progress */
     struct app_host host;       /* what every app gets of the master */
-    bool running;               /* state == MASTER_RUNNING, for the apps */
     ev_tstamp started_at;
     ev_signal signal_w[9];
-    int notify_fd;
     char *notify_path;          /* what workers get as NOTIFY_SOCKET */
     ev_io notify_w;
     struct sweep sweep;         /* frees and results, after the running callbacks */
     struct sweep_node stop_node;    /* a shutdown asked for, begun from the sweeper */
-    unsigned stop_asked;            /* 0 none, 1 graceful, 2 fast */
     struct master_reload *reloads;  /* reload requests in progress */
     ev_timer shutdown_w;        /* shutdown_timeout */
-    int null_fd;                /* /dev/null, a worker's stdin */
     char *state_dir;            /* absolute */
     const struct master_extensions *ext;
     void *parts[MASTER_PARTS_MAX];  /* what ext->parts[i].open gave */
     struct master_observer *observers;
-    bool ready_logged;          /* "every app has its workers ready", said once */
     struct master_page {        /* the last combined page a worker asked for, per format */
         char *body;
         size_t len;
