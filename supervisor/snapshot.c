@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wire.h"
+
 static const char *const agg_names[SNAPSHOT_AGG__COUNT] = {"sum", "max", "min", "avg", "worker"};
 
 static int keys_put(struct snapshot_keys *keys, const char *s, size_t n)
@@ -46,21 +48,6 @@ static bool name_is_reserved_label(const char *name, enum prom_type type)
 static int label_cmp(const void *a, const void *b)
 {
     return strcmp(((const struct prom_label *)a)->name, ((const struct prom_label *)b)->name);
-}
-
-/* Reads an optional string member: NULL (absent or null) or the string; -EPROTO otherwise. */
-static int member_string(json_t *obj, const char *key, const char **ret)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        *ret = NULL;
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        return -EPROTO;
-    }
-    *ret = json_string_value(v);
-    return 0;
 }
 
 #define PROTO(why)                                                                                \
@@ -180,7 +167,7 @@ static int parse_sample(struct snapshot_keys *keys, const struct snapshot_family
 static int family_type(json_t *jf, enum prom_type *ret)
 {
     const char *s = NULL;
-    if (member_string(jf, "type", &s) < 0 || prom_type_from_string(s, ret) < 0) {
+    if (wire_member_string(jf, "type", &s) < 0 || prom_type_from_string(s, ret) < 0) {
         return -EINVAL;
     }
     return 0;
@@ -206,13 +193,13 @@ static int parse_family_head(json_t *jf, double *buckets, size_t room,
         PROTO("a family type is missing or not counter, gauge or histogram");
     }
     const char *s;
-    if (member_string(jf, "help", &f->help) < 0) {
+    if (wire_member_string(jf, "help", &f->help) < 0) {
         PROTO("a family's help is not a string");
     }
     if (!f->help) {
         f->help = "";
     }
-    if (member_string(jf, "agg", &s) < 0) {
+    if (wire_member_string(jf, "agg", &s) < 0) {
         PROTO("a family's agg is not a string");
     }
     f->agg = SNAPSHOT_AGG_SUM;

@@ -129,11 +129,8 @@ static json_t *object_load(const char *line, size_t len)
     return root;
 }
 
-/*
- * Reads an optional string member. Returns 0 with *ret pointing into obj (NULL when absent or
- * JSON null), or -EPROTO when present with another type.
- */
-static int member_string(json_t *obj, const char *key, const char **ret)
+/* See wire.h. */
+int wire_member_string(json_t *obj, const char *key, const char **ret)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) {
@@ -289,7 +286,7 @@ static int set_new(json_t *obj, const char *key, json_t *value)
 static int take_string(json_t *obj, const char *key, char **ret)
 {
     const char *s;
-    int r = member_string(obj, key, &s);
+    int r = wire_member_string(obj, key, &s);
     if (r < 0) {
         return r;
     }
@@ -308,7 +305,7 @@ static int take_string(json_t *obj, const char *key, char **ret)
 static int take_format(json_t *obj, bool optional, char **ret)
 {
     const char *s;
-    int r = member_string(obj, "format", &s);
+    int r = wire_member_string(obj, "format", &s);
     if (r < 0) {
         return r;
     }
@@ -332,7 +329,7 @@ static int take_format(json_t *obj, bool optional, char **ret)
 static int take_phase(json_t *obj, enum wire_phase *ret)
 {
     const char *s;
-    int r = member_string(obj, "phase", &s);
+    int r = wire_member_string(obj, "phase", &s);
     if (r < 0) {
         return r;
     }
@@ -353,7 +350,7 @@ int wire_msg_parse(const char *line, size_t len, struct wire_msg *ret)
     if (!root) {
         return -EPROTO;
     }
-    r = member_string(root, "type", &type);
+    r = wire_member_string(root, "type", &type);
     if (r < 0) {
         goto out;
     }
@@ -502,7 +499,7 @@ void wire_request_init(struct wire_request *req, enum wire_cmd cmd)
 static int take_app(json_t *obj, bool required, char **ret, const char **ret_error)
 {
     const char *s;
-    if (member_string(obj, "app", &s) < 0) {
+    if (wire_member_string(obj, "app", &s) < 0) {
         *ret_error = "\"app\" must be a string";
         return -EPROTO;
     }
@@ -548,7 +545,7 @@ int wire_request_parse(const char *line, size_t len, struct wire_request *ret,
         error = "request is not a JSON object";
         goto out;
     }
-    r = member_string(root, "cmd", &cmd);
+    r = wire_member_string(root, "cmd", &cmd);
     if (r < 0 || !cmd) {
         error = r < 0 ? "\"cmd\" must be a string" : "missing \"cmd\"";
         r = -EPROTO;

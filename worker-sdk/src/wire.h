@@ -208,3 +208,10 @@ void wire_lines_commit(struct wire_lines *l, size_t n);
  * the partial line already exceeds the limit.
  */
 int wire_lines_next(struct wire_lines *l, const char **ret_line, size_t *ret_len);
+
+/*
+ * Reads an optional string member of a JSON object, as every message format here has them.
+ * Returns 0 with *ret pointing into obj (NULL when absent or JSON null), or -EPROTO when present
+ * with another type.
+ */
+int wire_member_string(json_t *obj, const char *key, const char **ret);
