@@ -114,13 +114,15 @@ static void master_tell_observers(struct master *m, struct app *app, int what)
 /* An app removed from the config has stopped: out of the list, freed by the sweeper. */
 static void master_remove_app(struct master *m, struct app *app)
 {
-    for (size_t i = 0; i < m->n_apps; i++) {
-        if (m->apps[i] == app) {
-            memmove(&m->apps[i], &m->apps[i + 1], sizeof *m->apps * (m->n_apps - i - 1));
-            m->n_apps--;
-            break;
-        }
+    size_t i = 0;
+    while (i < m->n_apps && m->apps[i] != app) {
+        i++;
     }
+    if (i == m->n_apps) {
+        return; /* removed already (its "stopped" arrived after a reload took it out) */
+    }
+    memmove(&m->apps[i], &m->apps[i + 1], sizeof *m->apps * (m->n_apps - i - 1));
+    m->n_apps--;
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
                "app removed (no longer in the config)");
     master_tell_observers(m, app, 0); /* removed and stopped: nothing may point at it now */
