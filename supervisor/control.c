@@ -31,6 +31,7 @@
 #include "log.h"
 #include "logbuf.h"
 #include "master.h"
+#include "reconfig.h"
 #include "reload.h"
 #include "status.h"
 #include "wire.h"
@@ -700,7 +701,7 @@ static void control_on_reload_report(json_t *msg, bool final, void *data)
 /* The client is going: nobody is left to report to. */
 static void control_forget_reports(struct client *cl)
 {
-    master_forget(cl->c->m, cl);
+    reconfig_forget(cl->c->m, cl);
     reload_forget(cl);
 }
 
@@ -710,7 +711,7 @@ static void control_reload(struct client *cl, const struct wire_request *req)
         return;
     }
     char *why = NULL;
-    int r = master_reload(cl->c->m, req->app, control_on_reload_report, cl, &why);
+    int r = reconfig_reload(cl->c->m, req->app, control_on_reload_report, cl, &why);
     if (r < 0) {
         client_fail(cl, "%s", why ? why : strerror(-r));
     } else {

@@ -16,6 +16,7 @@
 #include "control.h"
 #include "log.h"
 #include "master.h"
+#include "reconfig.h"
 #include "sdnotify.h"
 #include "quickstart.h"
 
@@ -92,10 +93,19 @@ static const struct master_part main_parts[] = {
     {main_open_admin, main_close_admin},
 };
 
+/* SIGHUP: as `droverctl reload` without an app name, with nobody to report to. */
+static void main_reload_all(struct master *m)
+{
+    char *why = NULL;
+    (void)reconfig_reload(m, NULL, NULL, NULL, &why); /* a refusal is logged there, once */
+    free(why);
+}
+
 static const struct master_extensions main_extensions = {
     .parts = main_parts,
     .n_parts = sizeof main_parts / sizeof main_parts[0],
     .page = admin_render_metrics,
+    .reload_all = main_reload_all,
 };
 
 int main(int argc, char **argv)

@@ -112,7 +112,7 @@ static void master_tell_observers(struct master *m, struct app *app, int what)
 }
 
 /* An app removed from the config has stopped: out of the list, freed by the sweeper. */
-static void master_remove_app(struct master *m, struct app *app)
+void master_remove_app(struct master *m, struct app *app)
 {
     size_t i = 0;
     while (i < m->n_apps && m->apps[i] != app) {
@@ -129,227 +129,34 @@ static void master_remove_app(struct master *m, struct app *app)
     app_free_later(app, &m->sweep);
 }
 
-/* ---- reload ---- */
+/* ---- what a reload request (reconfig.c) does to the master ---- */
 
-/* One reload request, gathering the result of each app it rolls. */
-struct master_reload {
-    struct master_reload *next;
-    struct master *m;
-    master_report_fn report;
-    void *data;
-    size_t pending;
-    bool ok;
-    json_t *apps;
-    struct sweep_node deliver;  /* the result goes out from the sweeper */
-};
-
-/* The whole request's result, once every app's is in: from the sweeper, never from inside
- * master_reload(), so a requester may act on it at once. */
-static void master_reload_on_deliver(struct sweep_node *node)
+int master_add_app(struct master *m, struct config *owner, const struct config_app *ca,
+                   const struct address **ret_failed)
 {
-    struct master_reload *mr =
-        (struct master_reload *)(void *)((char *)node - offsetof(struct master_reload, deliver));
-    struct master *m = mr->m;
-    for (struct master_reload **p = &m->reloads; *p; p = &(*p)->next) {
-        if (*p == mr) {
-            *p = mr->next;
-            break;
-        }
-    }
-    master_tell_observers(m, NULL, MASTER_TELL_RELOAD_DONE);
-    json_t *res = json_pack("{s:b, s:O}", "ok", mr->ok, "apps", mr->apps);
-    if (mr->report) {
-        mr->report(res, true, mr->data);
-    }
-    json_decref(res);
-    json_decref(mr->apps);
-    free(mr);
-}
-
-static void master_reload_release(struct master_reload *mr)
-{
-    if (--mr->pending == 0) {
-        sweep_add(&mr->m->sweep, &mr->deliver, master_reload_on_deliver);
-    }
-}
-
-static void master_reload_on_report(json_t *msg, bool final, void *data)
-{
-    struct master_reload *mr = data;
-    if (!final) {
-        if (mr->report) {
-            mr->report(msg, false, mr->data);
-        }
-        return;
-    }
-    json_array_append(mr->apps, msg);
-    mr->ok &= json_is_true(json_object_get(msg, "ok"));
-    master_reload_release(mr);
-}
-
-void master_forget(struct master *m, void *data)
-{
-    for (struct master_reload *mr = m->reloads; mr; mr = mr->next) {
-        if (mr->data == data) {
-            mr->report = NULL;
-            mr->data = NULL;
-        }
-    }
-}
-
-static void master_reload_app_error(struct master_reload *mr, const char *app, const char *error)
-{
-    /* error may quote the config file: bytes that need not be UTF-8 */
-    json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s, s:o*}", "ok", 0, "app", app,
-                                              "outcome", "refused", "error",
-                                              log_json_text(error, strlen(error))));
-    mr->ok = false;
-}
-
-int master_reload(struct master *m, const char *app_name, master_report_fn report, void *data,
-                  char **ret_error)
-{
-    struct config *cfg = NULL;
-    struct config_error err = {0};
-    int r;
-    if (m->state != MASTER_RUNNING) {
-        log_warn("reload refused: drover is shutting down");
-        *ret_error = strdup("drover is shutting down");
-        return -ESHUTDOWN;
-    }
-    if (app_name && !master_app_find(m, app_name)) {
-        if (asprintf(ret_error, "no app named '%s'", app_name) < 0) {
-            *ret_error = NULL;
-        }
-        return -ENOENT;
-    }
-    if (m->cfg->path) {
-        r = config_load(m->cfg->path, &cfg, &err);
-        if (r < 0) {
-            char msg[1024];
-            config_error_format(&err, msg, sizeof msg);
-            log_error("reload rejected, nothing changed: %s", msg);
-            *ret_error = strdup(msg);
-            return -EINVAL;
-        }
-    } else {
-        cfg = config_ref(m->cfg); /* the quick start: same config, new generation */
-    }
-    if (app_name && !config_app_find(cfg, app_name)) {
-        if (asprintf(ret_error, "app '%s' is no longer in %s; reload without an app name to "
-                                "remove it", app_name, m->cfg->path) < 0) {
-            *ret_error = NULL;
-        }
-        config_unref(cfg);
-        return -ENOENT;
-    }
-    struct master_reload *mr = calloc(1, sizeof *mr);
-    if (!mr || !(mr->apps = json_array())) {
-        free(mr);
-        config_unref(cfg);
+    struct app **apps = realloc(m->apps, sizeof *apps * (m->n_apps + 1));
+    if (!apps) {
         return -ENOMEM;
     }
-    mr->m = m;
-    mr->report = report;
-    mr->data = data;
-    mr->ok = true;
-    mr->pending = 1; /* held until every app is started, so no early finish */
-    mr->next = m->reloads;
-    m->reloads = mr;
-    master_tell_observers(m, NULL, MASTER_TELL_RELOAD_BEGIN);
-    log_info("reload requested%s%s: %s", app_name ? " for " : "", app_name ? app_name : "",
-             m->cfg->path ? m->cfg->path : "(command line)");
-
-    for (size_t i = 0; i < cfg->n_apps; i++) {
-        const struct config_app *ca = &cfg->apps[i];
-        if (app_name && strcmp(ca->name, app_name) != 0) {
-            continue;
-        }
-        struct app *app = master_app_find(m, ca->name);
-        if (!app) {
-            const struct address *failed = NULL;
-            struct app **apps = realloc(m->apps, sizeof *apps * (m->n_apps + 1));
-            if (!apps) {
-                master_reload_app_error(mr, ca->name, "out of memory");
-                continue;
-            }
-            m->apps = apps;
-            r = app_new(&m->host, cfg, ca, &m->apps[m->n_apps], &failed);
-            if (r < 0) {
-                char msg[512];
-                snprintf(msg, sizeof msg, "%s%s%s: %s", failed ? "bind('" : "starting",
-                         failed ? failed->text : "", failed ? "') failed" : " failed",
-                         strerror(-r));
-                master_reload_app_error(mr, ca->name, msg);
-                continue;
-            }
-            (void)app_start(m->apps[m->n_apps++], NULL); /* bound by app_new */
-            json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
-                                                      ca->name, "outcome", "added"));
-            continue;
-        }
-        enum app_verdict v = app_state_accepts(app->state, app->replacing != NULL,
-                                               APP_CMD_RELOAD);
-        if (v == APP_KEEP) {
-            /* A stopped app takes the new config now and runs it at its next start. */
-            app_set_config(app, cfg, ca);
-            json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
-                                                      ca->name, "outcome", "updated"));
-            continue;
-        }
-        if (v != APP_TAKE) {
-            char busy[160];
-            snprintf(busy, sizeof busy, "busy with a %s; try again when it is done",
-                     app_busy_with(app));
-            master_reload_app_error(mr, ca->name, busy);
-            continue;
-        }
-        char *why = NULL;
-        mr->pending++;
-        r = reload_start(app, cfg, ca, NULL, 0, WORKER_REASON_RELOAD, master_reload_on_report,
-                         mr, &why);
-        if (r < 0) {
-            mr->pending--;
-            master_reload_app_error(mr, ca->name,
-                                    r == -EBUSY ? "a reload or restart of this app is already "
-                                                  "running; try again when it is done"
-                                    : why       ? why
-                                                : strerror(-r));
-        }
-        free(why);
+    m->apps = apps;
+    int r = app_new(&m->host, owner, ca, &m->apps[m->n_apps], ret_failed);
+    if (r < 0) {
+        return r;
     }
-    if (!app_name) {
-        /* Apps gone from the file stop and go: a stopped one now, the others once they have
-         * stopped (master_on_app_stopped). From the end, so a removal moves no app not yet
-         * looked at. */
-        for (size_t i = m->n_apps; i-- > 0;) {
-            struct app *app = m->apps[i];
-            if (!config_app_find(cfg, app->name) && !app->removed) {
-                app->removed = true;
-                json_array_append_new(mr->apps, json_pack("{s:b, s:s, s:s}", "ok", 1, "app",
-                                                          app->name, "outcome", "removed"));
-                if (app->state == APP_STOPPED) {
-                    master_remove_app(m, app);
-                } else {
-                    (void)app_stop(app);
-                }
-            }
-        }
-        if (cfg->control_socket && strcmp(cfg->control_socket, m->cfg->control_socket) != 0) {
-            log_warn("reload: control_socket changed; it takes effect at the next start");
-        }
-        if ((cfg->admin_listen == NULL) != (m->cfg->admin_listen == NULL) ||
-            (cfg->admin_listen && strcmp(cfg->admin_listen, m->cfg->admin_listen) != 0)) {
-            log_warn("reload: admin_listen changed; it takes effect at the next start");
-        }
-        /* The supervisor's own settings (timeouts) follow the new file; the sockets keep the
-         * paths and addresses they were opened with. */
-        config_unref(m->cfg);
-        m->cfg = config_ref(cfg);
-    }
-    config_unref(cfg);
-    master_reload_release(mr);
+    (void)app_start(m->apps[m->n_apps++], NULL); /* bound by app_new */
     return 0;
+}
+
+void master_set_config(struct master *m, struct config *cfg)
+{
+    config_ref(cfg);
+    config_unref(m->cfg);
+    m->cfg = cfg;
+}
+
+void master_tell_reload(struct master *m, bool done)
+{
+    master_tell_observers(m, NULL, done ? MASTER_TELL_RELOAD_DONE : MASTER_TELL_RELOAD_BEGIN);
 }
 
 static void master_on_app_changed(struct master *m, struct app *app)
@@ -546,12 +353,9 @@ static void master_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     case SIGQUIT:
         master_stop(m, true);
         break;
-    case SIGHUP: {
-        char *why = NULL;
-        (void)master_reload(m, NULL, NULL, NULL, &why); /* a refusal is logged there, once */
-        free(why);
+    case SIGHUP:
+        m->ext->reload_all(m); /* a refusal is logged there, once */
         break;
-    }
     case SIGUSR1: {
         int r = log_reopen();
         if (r < 0) {

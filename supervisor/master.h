@@ -22,10 +22,13 @@
 #include "shutdown.h"
 #include "sweep.h"
 
+struct address;
 struct app;
-struct worker;
-struct shutdown;
+struct config_app;
 struct master;
+struct reconfig;
+struct shutdown;
+struct worker;
 
 /*
  * Who watches the master (the control socket, for one): told of every app change and of every
@@ -59,6 +62,7 @@ struct master_extensions {
     const struct master_part *parts;
     size_t n_parts;
     master_page_fn page;
+    void (*reload_all)(struct master *m);  /* SIGHUP: a reload of every app */
 };
 
 enum master_state { MASTER_STARTING, MASTER_RUNNING, MASTER_STOPPING };
@@ -89,7 +93,7 @@ struct master {
     ev_io notify_w;
     struct sweep sweep;         /* frees and results, after the running callbacks */
     struct sweep_node stop_node;    /* a shutdown asked for, begun from the sweeper */
-    struct master_reload *reloads;  /* reload requests in progress */
+    struct reconfig *reloads;   /* reload requests in progress (reconfig.c) */
     ev_timer shutdown_w;        /* shutdown_timeout */
     char *state_dir;            /* absolute */
     const struct master_extensions *ext;
@@ -117,19 +121,16 @@ void master_unobserve(struct master *m, struct master_observer *o);
  * callbacks have returned, so any caller may ask from anywhere, the control socket included. */
 void master_stop(struct master *m, bool fast);
 
-/*
- * A reload (SPEC section 5): re-reads the config file (the quick start reuses its config), then
- * rolls every app (or app_name only) to it; without app_name, apps new in the file start and
- * apps gone from it stop. An invalid file changes nothing: returns -EINVAL with the file:line
- * message in *ret_error (malloc'd). Progress and the final result {"ok":..,"apps":[..]} go to
- * report (may be NULL: results are logged). Returns 0 or -errno.
- */
-typedef void (*master_report_fn)(json_t *msg, bool final, void *data);
-int master_reload(struct master *m, const char *app_name, master_report_fn report, void *data,
-                  char **ret_error);
-
-/* The requester of a reload went away; no more reports to data. */
-void master_forget(struct master *m, void *data);
+/* For a reload request (reconfig.c): adds and starts an app of owner (binding its addresses;
+ * -errno and *ret_failed on a failed bind); removes an app that has stopped (freed by the
+ * sweeper; nothing happens when it is gone already); switches the supervisor's own config
+ * (timeouts; the sockets keep what they were opened with); tells the observers a reload began
+ * or every app's result is in. */
+int master_add_app(struct master *m, struct config *owner, const struct config_app *ca,
+                   const struct address **ret_failed);
+void master_remove_app(struct master *m, struct app *app);
+void master_set_config(struct master *m, struct config *cfg);
+void master_tell_reload(struct master *m, bool done);
 
 struct app *master_app_find(struct master *m, const char *name);
 struct worker *master_worker_by_pid(struct master *m, pid_t pid);
