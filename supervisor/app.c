@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -49,6 +50,30 @@ int app_retire(struct app *app, struct worker *w)
 const char *app_busy_with(const struct app *app)
 {
     return app->replacing ? app->replacing->ops->describe(app->replacing) : "nothing";
+}
+
+enum app_verdict app_judge(const struct app *app, enum app_command cmd, const char *verb,
+                           char *why, size_t size)
+{
+    enum app_verdict v = app_state_accepts(app->state, app->replacing != NULL, cmd);
+    switch (v) {
+    case APP_TAKE:
+    case APP_ALREADY:
+    case APP_KEEP:
+        snprintf(why, size, "%s", "");
+        break;
+    case APP_REFUSE_BUSY:
+        snprintf(why, size, "app '%s' is busy with a %s; %s it once that is done", app->name,
+                 app_busy_with(app), verb);
+        break;
+    case APP_REFUSE_STOPPING:
+        snprintf(why, size, "app '%s' is stopping; %s it once it has stopped", app->name, verb);
+        break;
+    case APP_REFUSE_STOPPED:
+        snprintf(why, size, "app '%s' is not running; start it first", app->name);
+        break;
+    }
+    return v;
 }
 
 /* The one place an app's state changes, and the one log record for it. */

@@ -206,6 +206,11 @@ void app_feed(struct app *app, enum app_event ev, const char *why);
 /* The operation that owns the app's slots now ("reload", "restart", ...), for messages. */
 const char *app_busy_with(const struct app *app);
 
+/* What the app's command table (appstate.h) says of cmd now; a refusal comes with its reason,
+ * naming what to do instead, in why ("" otherwise). verb names the command in it. */
+enum app_verdict app_judge(const struct app *app, enum app_command cmd, const char *verb,
+                           char *why, size_t size);
+
 unsigned app_ready_count(const struct app *app);
 unsigned app_live_count(const struct app *app);
 struct worker *app_worker_by_pid(const struct app *app, pid_t pid);

@@ -3,8 +3,10 @@
  *
  * Reading order: control_open() opens the socket through ctlsock (the connection layer: peers,
  * framing, buffers, pacing); each request line comes to client_handle(), which answers at once
- * (status, logs, errors) or parks the client (scale, start, stop APP, reload, restart) until
- * control_on_app_changed() finds the app where it was asked to be, or a reload's result comes.
+ * (status, logs, metrics, a request naming no app) or hands the command to the object that
+ * carries it out and parks the client until that object answers from a later loop turn: an
+ * intent (scale, start, stop APP; intent.h), a reload run (restart; reload.h) or a reload
+ * request (reload; reconfig.h).
  * Replies only ever go into the connection's output buffer: no handler meets a socket error
  * that would free a client under its caller.
  *
@@ -28,6 +30,7 @@
 #include "app.h"
 #include "bytebuf.h"
 #include "ctlsock.h"
+#include "intent.h"
 #include "log.h"
 #include "logbuf.h"
 #include "master.h"
@@ -40,15 +43,10 @@
 /* The recent lines one `logs` reply carries at most, whatever N asked for. */
 #define CONTROL_LOGS_BYTES_MAX (8u * 1024u * 1024u)
 #define CONTROL_LOGS_DEFAULT 50
-/* As config's `workers`: a typo must not fork a million processes. */
-#define CONTROL_WORKERS_MAX 1024
 
 enum client_wait {
     WAIT_NONE,
-    WAIT_SCALE_UP,      /* every slot below target has a ready worker */
-    WAIT_SCALE_DOWN,    /* every worker of a slot at or above target has exited */
-    WAIT_START,         /* every slot has a ready worker */
-    WAIT_STOP,          /* the app is stopped */
+    WAIT_INTENT,        /* scale, start or stop APP: its intent answers */
     WAIT_FOLLOW,        /* streaming log lines until the client goes */
     WAIT_SHUTDOWN,      /* `stop` answered: held until drover closes the socket at cleanup */
     WAIT_RELOAD,        /* a reload or restart streams progress until its result */
@@ -67,9 +65,7 @@ struct client {
     struct client *next;
     struct ctlconn *cn;         /* its connection (ctlsock.h) */
     enum client_wait wait;
-    struct app *app;            /* what a parked request is about */
-    unsigned target;            /* scale: the slot count asked for */
-    ev_tstamp wait_started;
+    struct intent *intent;      /* WAIT_INTENT: what the client waits for */
     struct client_tap *taps;    /* logs -f: one per followed app */
     size_t n_taps;
     uint64_t dropped;           /* logs -f lines not queued since the last notice */
@@ -79,10 +75,10 @@ struct control {
     struct master *m;
     struct master_observer observer;
     struct ctlsock *sock;
+    struct intents *intents;
     struct client *clients;
 };
 
-static void client_check_wait(struct client *cl);
 static void control_observe_app(struct master_observer *o, struct app *app);
 static void control_observe_phase(struct master_observer *o, enum wire_phase phase);
 
@@ -166,67 +162,19 @@ static void control_status(struct client *cl, const struct wire_request *req)
                                apps));
 }
 
-/* ---- parked requests: scale, start, stop APP ---- */
+/* ---- scale, start, stop APP: intents (intent.h) ---- */
 
-static void client_park(struct client *cl, enum client_wait wait, struct app *app,
-                        unsigned target)
-{
-    cl->wait = wait;
-    cl->app = app;
-    cl->target = target;
-    cl->wait_started = ev_now(cl->c->m->loop);
-    client_check_wait(cl);
-}
-
-/* The parked request is answered: the client may send its next one. */
+/* The request is answered: the client may send its next one. */
 static void client_unpark(struct client *cl)
 {
     cl->wait = WAIT_NONE;
-    cl->app = NULL;
     ctlconn_resume(cl->cn);
 }
 
-/*
- * Whether every slot below n has a ready worker: 1 yes, 0 not yet, -1 never without help (a
- * slot waits out a backoff delay after a failed start, or has given up: restart = never), with
- * the slot in *ret_slot.
- */
-static int control_slots_ready(const struct app *app, unsigned n, unsigned *ret_slot)
-{
-    int r = 1;
-    for (unsigned i = 0; i < n && i < app->n_slots; i++) {
-        const struct slot *s = app->slots[i];
-        if (!s->worker) {
-            *ret_slot = i;
-            return -1;
-        }
-        if (s->worker->state != WORKER_READY) {
-            r = 0;
-        }
-    }
-    return r;
-}
-
-static bool control_slots_gone(const struct app *app, unsigned n)
-{
-    for (const struct worker *w = app->workers; w; w = w->next) {
-        if (w->slot >= n) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static double client_waited(const struct client *cl)
-{
-    return control_round(ev_now(cl->c->m->loop) - cl->wait_started, 0.001);
-}
-
-/* A request waiting for an app to get somewhere (scale, start, stop APP). */
+/* A request waiting for its answer (an intent, a reload or restart). */
 static bool client_is_parked(const struct client *cl)
 {
-    return cl->wait == WAIT_SCALE_UP || cl->wait == WAIT_SCALE_DOWN || cl->wait == WAIT_START ||
-           cl->wait == WAIT_STOP || cl->wait == WAIT_RELOAD;
+    return cl->wait == WAIT_INTENT || cl->wait == WAIT_RELOAD;
 }
 
 /* A client that only listens from now on (logs -f, a finished `stop`): its input is ignored and
@@ -236,75 +184,26 @@ static bool client_is_listening(const struct client *cl)
     return cl->wait == WAIT_FOLLOW || cl->wait == WAIT_SHUTDOWN;
 }
 
-static void client_check_wait(struct client *cl)
+static void client_on_intent_done(json_t *reply, void *data)
 {
-    struct app *app = cl->app;
-    unsigned slot = 0;
-    int r;
-    switch (cl->wait) {
-    case WAIT_NONE:
-    case WAIT_FOLLOW:
-    case WAIT_SHUTDOWN:
-    case WAIT_RELOAD:   /* answered by control_on_reload_report() */
-        return;
-    case WAIT_SCALE_UP:
-    case WAIT_START:
-        if (cl->c->m->state == MASTER_STOPPING) {
-            client_fail(cl, "drover is shutting down");
-            break;
-        }
-        if (app->state == APP_STOPPING || app->state == APP_STOPPED) {
-            client_fail(cl, "app '%s' was stopped before its workers were ready", app->name);
-            break;
-        }
-        if (cl->wait == WAIT_SCALE_UP && app->n_slots != cl->target) {
-            client_fail(cl, "app '%s' was scaled to %u meanwhile", app->name, app->n_slots);
-            break;
-        }
-        r = control_slots_ready(app, app->n_slots, &slot);
-        if (r == 0) {
-            return;
-        }
-        if (r < 0) {
-            struct slot *s = app->slots[slot];
-            if (s->fsm.state == SLOT_BACKOFF) {
-                client_fail(cl, "app '%s': worker %u failed to start; restarting in %.1f s",
-                            app->name, slot, ev_timer_remaining(app->host->loop, &s->restart_w));
-            } else {
-                client_fail(cl, "app '%s': worker %u failed to start and is not restarted",
-                            app->name, slot);
-            }
-            break;
-        }
-        client_reply(cl, json_pack("{s:b, s:s, s:s, s:I, s:I, s:f}", "ok", 1, "app", app->name,
-                                   "state", app_state_to_string(app->state), "workers",
-                                   (json_int_t)app->n_slots, "ready",
-                                   (json_int_t)app_ready_count(app), "duration_s",
-                                   client_waited(cl)));
-        break;
-    case WAIT_SCALE_DOWN:
-        if (app->n_slots == cl->target && !control_slots_gone(app, cl->target)) {
-            return;
-        }
-        client_reply(cl, json_pack("{s:b, s:s, s:s, s:I, s:I, s:f}", "ok", 1, "app", app->name,
-                                   "state", app_state_to_string(app->state), "workers",
-                                   (json_int_t)app->n_slots, "ready",
-                                   (json_int_t)app_ready_count(app), "duration_s",
-                                   client_waited(cl)));
-        break;
-    case WAIT_STOP:
-        if (app->state == APP_STOPPING) {
-            return;
-        }
-        if (app->state != APP_STOPPED) {
-            client_fail(cl, "app '%s' was started again before it stopped", app->name);
-            break;
-        }
-        client_reply(cl, json_pack("{s:b, s:s, s:s, s:f}", "ok", 1, "app", app->name, "state",
-                                   "stopped", "duration_s", client_waited(cl)));
-        break;
-    }
+    struct client *cl = data;
+    cl->intent = NULL;
+    client_reply(cl, json_incref(reply));
     client_unpark(cl);
+}
+
+static void client_submit(struct client *cl, const struct intent_request *req)
+{
+    char who[64];
+    snprintf(who, sizeof who, "droverctl, uid %d", (int)ctlconn_uid(cl->cn));
+    struct intent_request r = *req;
+    r.who = who;
+    cl->intent = intent_submit(cl->c->intents, &r, client_on_intent_done, cl);
+    if (!cl->intent) {
+        client_fail(cl, "out of memory");
+        return;
+    }
+    cl->wait = WAIT_INTENT;
 }
 
 void control_on_app_changed(struct control *c, struct app *app)
@@ -313,12 +212,11 @@ void control_on_app_changed(struct control *c, struct app *app)
         return;
     }
     /* An app a reload removed is freed once it has stopped: nothing here may point at it. */
-    bool going = app->removed && app->state == APP_STOPPED;
+    if (!app->removed || app->state != APP_STOPPED) {
+        return;
+    }
     for (struct client *cl = c->clients; cl; cl = cl->next) {
-        if (cl->app == app && client_is_parked(cl)) {
-            client_check_wait(cl);
-        }
-        for (size_t i = 0; going && i < cl->n_taps; i++) {
+        for (size_t i = 0; i < cl->n_taps; i++) {
             if (cl->taps[i].app == app) {
                 logbuf_unfollow(app->logbuf, client_on_log_line, &cl->taps[i]);
                 cl->taps[i].app = NULL;
@@ -347,127 +245,22 @@ static bool client_check_running(struct client *cl)
     return true;
 }
 
-/*
- * What app's state table (appstate.h) says of cmd: a refusal is answered here, with what to do
- * instead. Returns the verdict.
- */
-static enum app_verdict client_verdict(struct client *cl, struct app *app, enum app_command cmd,
-                                       const char *verb)
-{
-    enum app_verdict v = app_state_accepts(app->state, app->replacing != NULL, cmd);
-    switch (v) {
-    case APP_TAKE:
-    case APP_ALREADY:
-    case APP_KEEP:
-        break;
-    case APP_REFUSE_BUSY:
-        client_fail(cl, "app '%s' is busy with a %s; %s it once that is done", app->name,
-                    app_busy_with(app), verb);
-        break;
-    case APP_REFUSE_STOPPING:
-        client_fail(cl, "app '%s' is stopping; %s it once it has stopped", app->name, verb);
-        break;
-    case APP_REFUSE_STOPPED:
-        client_fail(cl, "app '%s' is not running; start it first", app->name);
-        break;
-    }
-    return v;
-}
-
 static void control_scale(struct client *cl, const struct wire_request *req)
 {
     struct app *app = client_find_app(cl, req->app);
-    if (!app || !client_check_running(cl)) {
-        return;
+    if (app && client_check_running(cl)) {
+        client_submit(cl, &(struct intent_request){.kind = INTENT_SCALE, .app = app,
+                                                   .count = req->count,
+                                                   .relative = req->relative});
     }
-    long long want = req->relative ? (long long)app->n_slots + req->count : req->count;
-    if (want < 1) {
-        client_fail(cl, "cannot scale app '%s' to %lld workers: at least 1 (stop it instead)",
-                    app->name, want);
-        return;
-    }
-    if (want > CONTROL_WORKERS_MAX) {
-        client_fail(cl, "cannot scale app '%s' to %lld workers: at most %d", app->name, want,
-                    CONTROL_WORKERS_MAX);
-        return;
-    }
-    enum app_verdict v = client_verdict(cl, app, APP_CMD_SCALE, "scale");
-    if (v != APP_TAKE && v != APP_KEEP) {
-        return;
-    }
-    unsigned old = app->n_slots;
-    int r = app_scale_to(app, (unsigned)want);
-    if (r == -EBUSY) {
-        client_fail(cl, "app '%s' is busy with a %s; scale it once that is done", app->name,
-                    app_busy_with(app));
-        return;
-    }
-    if (r < 0) {
-        client_fail(cl, "scaling app '%s' failed: %s", app->name, strerror(-r));
-        return;
-    }
-    if (v == APP_KEEP) {
-        /* A stopped app keeps the new count for its next start. */
-        client_reply(cl, json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 1, "app", app->name,
-                                   "state", app_state_to_string(app->state), "workers",
-                                   (json_int_t)app->n_slots, "ready", (json_int_t)0));
-        return;
-    }
-    client_park(cl, (unsigned)want >= old ? WAIT_SCALE_UP : WAIT_SCALE_DOWN, app,
-                (unsigned)want);
 }
 
 static void control_start(struct client *cl, const struct wire_request *req)
 {
     struct app *app = client_find_app(cl, req->app);
-    if (!app || !client_check_running(cl)) {
-        return;
+    if (app && client_check_running(cl)) {
+        client_submit(cl, &(struct intent_request){.kind = INTENT_START, .app = app});
     }
-    enum app_verdict v = client_verdict(cl, app, APP_CMD_START, "start");
-    if (v == APP_ALREADY) {
-        client_reply(cl, json_pack("{s:b, s:s, s:s, s:b, s:I, s:I}", "ok", 1, "app", app->name,
-                                   "state", app_state_to_string(app->state), "already", 1,
-                                   "workers", (json_int_t)app->n_slots, "ready",
-                                   (json_int_t)app_ready_count(app)));
-        return;
-    }
-    if (v != APP_TAKE) {
-        return;
-    }
-    log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
-               "starting app (droverctl, uid %d)", (int)ctlconn_uid(cl->cn));
-    const struct address *failed = NULL;
-    int r = app_start(app, &failed);
-    if (r < 0) {
-        log_record(LOG_ERROR, (struct log_origin){app->name, -1, 0}, NULL,
-                   "bind('%s') failed: %s", failed ? failed->text : "?", strerror(-r));
-        client_fail(cl, "app '%s' cannot start: bind('%s') failed: %s", app->name,
-                    failed ? failed->text : "?", strerror(-r));
-        return;
-    }
-    client_park(cl, WAIT_START, app, app->n_slots);
-}
-
-static void control_stop_app(struct client *cl, struct app *app)
-{
-    if (!client_check_running(cl)) {
-        return;
-    }
-    if (app->state == APP_STOPPED) {
-        client_reply(cl, json_pack("{s:b, s:s, s:s, s:b}", "ok", 1, "app", app->name, "state",
-                                   "stopped", "already", 1));
-        return;
-    }
-    if (app->state != APP_STOPPING) {
-        log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL,
-                   "stopping app (droverctl, uid %d)", (int)ctlconn_uid(cl->cn));
-        int r = app_stop(app);
-        if (r < 0) {
-            client_fail(cl, "stopping app '%s' failed: %s", app->name, strerror(-r));
-            return;
-        }
-    }
-    client_park(cl, WAIT_STOP, app, 0);
 }
 
 static void control_stop(struct client *cl, const struct wire_request *req)
@@ -475,8 +268,8 @@ static void control_stop(struct client *cl, const struct wire_request *req)
     struct control *c = cl->c;
     if (req->app) {
         struct app *app = client_find_app(cl, req->app);
-        if (app) {
-            control_stop_app(cl, app);
+        if (app && client_check_running(cl)) {
+            client_submit(cl, &(struct intent_request){.kind = INTENT_STOP, .app = app});
         }
         return;
     }
@@ -716,7 +509,6 @@ static void control_reload(struct client *cl, const struct wire_request *req)
         client_fail(cl, "%s", why ? why : strerror(-r));
     } else {
         cl->wait = WAIT_RELOAD; /* the reports come from a later loop turn */
-        cl->wait_started = ev_now(cl->c->m->loop);
     }
     free(why);
 }
@@ -733,7 +525,9 @@ static void control_restart(struct client *cl, const struct wire_request *req)
                     app->n_slots);
         return;
     }
-    if (client_verdict(cl, app, APP_CMD_RESTART, "restart") != APP_TAKE) {
+    char why[256];
+    if (app_judge(app, APP_CMD_RESTART, "restart", why, sizeof why) != APP_TAKE) {
+        client_fail(cl, "%s", why);
         return;
     }
     log_record(LOG_INFO, (struct log_origin){app->name, req->slot, 0}, NULL,
@@ -747,7 +541,6 @@ static void control_restart(struct client *cl, const struct wire_request *req)
         return;
     }
     cl->wait = WAIT_RELOAD; /* the reports come from a later loop turn */
-    cl->wait_started = ev_now(cl->c->m->loop);
 }
 
 static void control_metrics(struct client *cl, const struct wire_request *req)
@@ -854,6 +647,10 @@ static enum ctlconn_mode control_mode(const void *client)
 static void control_on_shutdown(void *client)
 {
     struct client *cl = client;
+    if (cl->intent) {
+        intent_cancel(cl->intent);
+        cl->intent = NULL;
+    }
     if (client_is_parked(cl)) {
         client_fail(cl, "drover is shutting down");
     }
@@ -870,6 +667,9 @@ static void control_on_close(void *client)
         }
     }
     client_unfollow(cl);
+    if (cl->intent) {
+        intent_cancel(cl->intent);
+    }
     if (cl->wait == WAIT_RELOAD) {
         control_forget_reports(cl);
     }
@@ -892,8 +692,14 @@ int control_open(struct master *m, struct control **ret)
         return -ENOMEM;
     }
     c->m = m;
-    int r = ctlsock_open(m->loop, m->cfg->control_socket, &control_ops, c, &c->sock);
+    int r = intents_open(m, &c->intents);
     if (r < 0) {
+        free(c);
+        return r;
+    }
+    r = ctlsock_open(m->loop, m->cfg->control_socket, &control_ops, c, &c->sock);
+    if (r < 0) {
+        intents_close(c->intents);
         free(c);
         return r;
     }
@@ -910,6 +716,7 @@ void control_close(struct control *c)
         return;
     }
     ctlsock_close(c->sock);
+    intents_close(c->intents);
     master_unobserve(c->m, &c->observer);
     free(c);
 }

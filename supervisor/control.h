@@ -5,9 +5,9 @@
  * Every client is a non-blocking connection on the master's loop with bounded input (a request
  * over 64 KiB is refused) and bounded output; a client that never speaks, sends half a line or
  * never reads its replies blocks nobody. Only the same uid or root may talk, checked with
- * SO_PEERCRED on every connection whatever the file's mode. Commands that take time (scale up,
- * stop, start) park the client until the app reaches the wanted state; the app reports every
- * change through control_on_app_changed().
+ * SO_PEERCRED on every connection whatever the file's mode. Commands that take time (scale,
+ * start, stop, reload, restart) park the client until their answer comes, always from a later
+ * loop turn (intent.h, reload.h, reconfig.h).
  */
 #pragma once
 
@@ -25,6 +25,6 @@ int control_open(struct master *m, struct control **ret);
 /* Closes every client and the socket, and removes the socket file. Safe on NULL. */
 void control_close(struct control *c);
 
-/* Something about app changed (a worker ready or gone, the app stopped): parked requests look
- * again at whether they are done. Safe on NULL. */
+/* Something about app changed: an app a reload removed and that has stopped is no longer
+ * followed by `logs -f` clients. Safe on NULL. */
 void control_on_app_changed(struct control *c, struct app *app);

@@ -467,6 +467,38 @@ def test_parked_requests_end_when_drover_stops(drover):
     assert drover.wait_exit(20) in (0, 1)
 
 
+def test_a_command_is_carried_out_when_its_asker_leaves(drover):
+    """scale and stop are intents: the asker hanging up at once takes nothing back."""
+    start_ready(drover, workers=1)
+    with connect(drover) as s:
+        s.sendall(b'{"cmd":"scale","app":"web","count":3}\n')
+    h.wait_until(lambda: ready_count(drover) == 3, 15, what="3 ready workers")
+    with connect(drover) as s:
+        s.sendall(b'{"cmd":"stop","app":"web"}\n')
+    h.wait_until(lambda: [a["state"] for a in drover.status()["apps"]] == ["stopped"], 15,
+                 what="web stopped")
+    assert_status_answers(drover)
+
+
+def test_requests_behind_a_command_wait_for_its_answer(drover):
+    """A client's requests are answered in order: a status sent right behind a scale is
+    answered after the scale's own answer, and sees its result."""
+    start_ready(drover, workers=1)
+    with connect(drover, timeout=20) as s:
+        s.sendall(b'{"cmd":"scale","app":"web","count":2}\n{"cmd":"status"}\n'
+                  b'{"cmd":"scale","app":"web","count":0}\n{"cmd":"start","app":"nope"}\n')
+        f = s.makefile("rb")
+        scaled = json.loads(f.readline())
+        assert scaled["ok"] is True and scaled["workers"] == 2 and scaled["ready"] == 2, scaled
+        status = json.loads(f.readline())
+        workers = status["apps"][0]["workers"]
+        assert [w["state"] for w in workers] == ["ready", "ready"], workers
+        refused = json.loads(f.readline())
+        assert refused == {"ok": False, "error": "cannot scale app 'web' to 0 workers: at least 1 "
+                                                 "(stop it instead)"}, refused
+        assert json.loads(f.readline()) == {"ok": False, "error": "no app named 'nope'"}
+
+
 def test_followers_of_an_app_a_reload_removes(drover):
     """An app removed by a reload is freed; a `logs -f` of every app must let go of it, whether
     the app was running (it stops first) or stopped already."""
