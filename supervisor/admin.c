@@ -37,6 +37,7 @@
 #include "logbuf.h"
 #include "master.h"
 #include "metrics.h"
+#include "page.h"
 #include "prom.h"
 #include "shutdown.h"
 #include "status.h"
@@ -405,7 +406,7 @@ int admin_render_metrics(struct master *m, const char *format, char **ret_body, 
     }
     double started = admin_clock();
     struct metrics_app **stores = calloc(m->n_apps + 1, sizeof *stores);
-    struct metrics_page page = {0};
+    struct page page = {0};
     struct own own = {0};
     struct prom_family *all = NULL;
     struct prom_buf b;
@@ -419,7 +420,7 @@ int admin_render_metrics(struct master *m, const char *format, char **ret_body, 
         stores[i] = m->apps[i]->metrics;
         metrics_app_set_per_worker(stores[i], m->apps[i]->cfg->metrics_per_worker);
     }
-    r = metrics_page_build(stores, m->n_apps, &page);
+    r = page_build(stores, m->n_apps, &page);
     if (r < 0) {
         goto out;
     }
@@ -444,7 +445,7 @@ out:
     prom_buf_done(&b);
     free(all);
     own_done(&own);
-    metrics_page_done(&page);
+    page_done(&page);
     free(stores);
     admin_last_scrape_s = admin_clock() - started;
     return r;

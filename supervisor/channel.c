@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "htab.h"
+
 /* Bytes read per wakeup before yielding to the rest of the loop. */
 #define CHANNEL_READ_BUDGET (256u * 1024u)
 /* Messages handed to the owner per turn before yielding to the rest of the loop. */
@@ -92,16 +94,6 @@ static void channel_on_writable(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-/* FNV-1a, 64 bits: enough to tell a repeated line from a changed one. */
-static uint64_t channel_hash(const char *p, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ (unsigned char)p[i]) * 0x100000001b3u;
-    }
-    return h;
-}
-
 void channel_mark_repeatable(struct channel *ch)
 {
     ch->repeat_hash = ch->line_hash;
@@ -121,7 +113,7 @@ static int channel_dispatch(struct channel *ch, unsigned *msgs)
         if (len == 0) {
             continue;
         }
-        ch->line_hash = channel_hash(line, len);
+        ch->line_hash = htab_hash(line, len); /* tells a repeated line from a changed one */
         ch->line_len = len;
         if (ch->on_repeat && len == ch->repeat_len && ch->line_hash == ch->repeat_hash) {
             (*msgs)--;

@@ -11,9 +11,10 @@
  *
  * Series and definitions are reference counted by what uses them (samples of live snapshots,
  * retired totals, families), so the page never shows a series nobody has, and the per-app limit
- * is a plain count of what exists. The merge itself is done at page build time, over the live
- * snapshots: with max, min and avg gauges there is nothing to keep up to date incrementally, and
- * a scrape of 64 workers x 1000 series is a few tens of thousands of additions.
+ * is a plain count of what exists. The merge itself is done at page build time (page.c), over
+ * the live snapshots: with max, min and avg gauges there is nothing to keep up to date
+ * incrementally, and a scrape of 64 workers x 1000 series is a few tens of thousands of
+ * additions.
  *
  * Replacing a snapshot is transactional: the new one is parsed and checked whole (snapshot.c:
  * the family format and the per-worker limits), then attached (taking references, creating
@@ -34,171 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a small intrusive hash table keyed by bytes ---- */
-
-struct hnode {
-    struct hnode *hnext;
-    uint64_t hash;
-    const char *key;
-    size_t key_len;
-};
-
-struct htab {
-    struct hnode **slots;
-    size_t n_slots;     /* a power of two, or 0 */
-    size_t n;
-};
-
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h ^ (h >> 29);
-}
-
-static struct hnode *htab_find(const struct htab *t, const char *key, size_t len, uint64_t hash)
-{
-    if (t->n_slots == 0) {
-        return NULL;
-    }
-    for (struct hnode *n = t->slots[hash & (t->n_slots - 1)]; n; n = n->hnext) {
-        if (n->hash == hash && n->key_len == len && memcmp(n->key, key, len) == 0) {
-            return n;
-        }
-    }
-    return NULL;
-}
-
-static int htab_add(struct htab *t, struct hnode *node)
-{
-    if (t->n >= t->n_slots) {
-        size_t n_slots = t->n_slots ? t->n_slots * 2 : 64;
-        struct hnode **slots = calloc(n_slots, sizeof *slots);
-        if (!slots) {
-            return -ENOMEM;
-        }
-        for (size_t i = 0; i < t->n_slots; i++) {
-            struct hnode *next;
-            for (struct hnode *n = t->slots[i]; n; n = next) {
-                next = n->hnext;
-                n->hnext = slots[n->hash & (n_slots - 1)];
-                slots[n->hash & (n_slots - 1)] = n;
-            }
-        }
-        free(t->slots);
-        t->slots = slots;
-        t->n_slots = n_slots;
-    }
-    struct hnode **head = &t->slots[node->hash & (t->n_slots - 1)];
-    node->hnext = *head;
-    *head = node;
-    t->n++;
-    return 0;
-}
-
-static void htab_del(struct htab *t, struct hnode *node)
-{
-    for (struct hnode **p = &t->slots[node->hash & (t->n_slots - 1)]; *p; p = &(*p)->hnext) {
-        if (*p == node) {
-            *p = node->hnext;
-            t->n--;
-            return;
-        }
-    }
-}
-
-/* ---- the store ---- */
-
-struct mseries;
-
-/* A family definition: the first one seen for its name in this app. */
-struct mdef {
-    struct hnode h;             /* key: the name */
-    struct mdef *prev, *next;   /* the app's definitions */
-    char *name;
-    char *help;
-    enum prom_type type;
-    enum snapshot_agg agg;
-    double *buckets;
-    size_t n_buckets;
-    size_t refs;                /* families of live snapshots + series */
-    struct mseries *series;     /* its series, oldest first */
-    struct mseries *series_last;
-    uint64_t stamp;             /* the update that last used it: finds a repeated family */
-    /* page build */
-    size_t n_out;
-    struct prom_sample *out;
-    size_t out_n;
-};
-
-struct mseries {
-    struct hnode h;             /* key: see the top of this file */
-    struct mseries *prev, *next;
-    struct mdef *def;
-    char *key;
-    struct prom_label *labels;  /* pointing into key */
-    size_t n_labels;
-    size_t cost;                /* series in Prometheus terms (see metrics.h) */
-    size_t refs;                /* samples of live snapshots, + 1 while it holds retired totals */
-    uint64_t stamp;             /* the update that last attached it: finds a repeated series */
-    char slot_text[12];         /* gauges merged per worker: the slot */
-    struct prom_label pre[2];   /* app, and for per-worker gauges worker */
-    bool retired;
-    double r_value, r_sum, r_count;
-    double *r_counts;           /* histograms: n_buckets + 1, then the a_counts of the same size */
-    /* page build */
-    bool seen;
-    size_t n_seen;
-    uint64_t seen_key;
-    double a_value, a_sum, a_count;
-    double *a_counts;
-};
-
-/* The hash tables hand back a struct hnode: definitions and series begin with theirs. */
-_Static_assert(offsetof(struct mdef, h) == 0 && offsetof(struct mseries, h) == 0,
-               "hnode first");
-
-/*
- * A live worker's snapshot, as snapshot_parse() read it, with what the store adds: the
- * definition of each family and the series of each sample. Once attached, snap.families holds
- * only the families that agree with the app's definitions, and defs[i] is the definition of
- * snap.families[i]; series[] runs parallel to snap.samples (see snap_series). The names the
- * families borrowed from the JSON are only read while attaching.
- */
-struct msnap {
-    struct msnap *next;         /* sorted by slot, then key */
-    uint64_t key;
-    int slot;
-    double at;
-    struct snapshot snap;
-    struct mdef **defs;
-    struct mseries **series;
-    size_t cost;
-    size_t conflicts;
-    bool wins;                  /* page build: the newest snapshot of its slot */
-    char slot_text[12];
-    struct prom_label pre[2];
-};
-
-struct metrics_app {
-    char *name;
-    struct prom_label pre;          /* app="NAME" */
-    bool per_worker;
-    struct htab defs;
-    struct mdef *def_first, *def_last;
-    struct htab series;
-    size_t series_cost;             /* the per-app limit counts this */
-    size_t stored;                  /* cost of every live snapshot */
-    struct msnap *snaps;
-    uint64_t stamp;
-    size_t hidden;                  /* families left off by the last page build */
-    uint64_t accepted;
-    uint64_t refused[METRICS_REFUSED_COUNT];
-    struct snapshot_keys keys;      /* series keys of the snapshot being installed */
-};
+#include "htab.h"
+#include "metrics_store.h"
 
 const char *metrics_refusal_to_string(enum metrics_refusal reason)
 {
@@ -266,8 +104,8 @@ void metrics_app_free(struct metrics_app *ma)
         }
         def_free(d);
     }
-    free(ma->defs.slots);
-    free(ma->series.slots);
+    htab_done(&ma->defs);
+    htab_done(&ma->series);
     snapshot_keys_done(&ma->keys);
     free(ma->name);
     free(ma);
@@ -475,11 +313,6 @@ fail:
 
 /* ---- installing a snapshot ---- */
 
-/* The series of family f's samples: f->n_samples entries of sn->series. */
-static struct mseries **snap_series(const struct msnap *sn, const struct snapshot_family *f)
-{
-    return sn->series + (f->samples - sn->snap.samples);
-}
 
 /* A store snapshot of what the parser read, attached to nothing yet. Takes *parsed (freed on
  * failure too). Returns 0 or -ENOMEM. */
@@ -527,7 +360,7 @@ static int sample_attach(struct metrics_app *ma, struct mdef *d, const struct sn
                          struct mseries **ret_series, const char **ret_error)
 {
     const char *key = ma->keys.buf + s->key_off;
-    uint64_t hash = hash_bytes(key, s->key_len);
+    uint64_t hash = htab_hash(key, s->key_len);
     struct hnode *node = htab_find(&ma->series, key, s->key_len, hash);
     struct mseries *series = node ? (struct mseries *)node : NULL;
     if (series && series->stamp == ma->stamp) {
@@ -559,7 +392,7 @@ static int snap_attach(struct metrics_app *ma, struct msnap *sn, const char **re
     for (size_t i = 0; i < sn->snap.n_families; i++) {
         struct snapshot_family f = sn->snap.families[i];
         size_t len = strlen(f.name);
-        uint64_t hash = hash_bytes(f.name, len);
+        uint64_t hash = htab_hash(f.name, len);
         struct hnode *node = htab_find(&ma->defs, f.name, len, hash);
         struct mdef *d = node ? (struct mdef *)node : NULL;
         if (d && d->stamp == ma->stamp) {
@@ -734,286 +567,4 @@ void metrics_app_retire(struct metrics_app *ma, uint64_t key)
     snap_detach(ma, sn);
     ma->stored -= sn->cost;
     snap_free(sn);
-}
-
-/* ---- the page ---- */
-
-/* Merges one app's live snapshots into its series (a_*), and counts what each definition will
- * put on the page (n_out). */
-static void app_merge(struct metrics_app *ma)
-{
-    for (struct mdef *d = ma->def_first; d; d = d->next) {
-        d->n_out = 0;
-        d->out = NULL;
-        d->out_n = 0;
-        for (struct mseries *s = d->series; s; s = s->next) {
-            s->seen = false;
-            s->n_seen = 0;
-            s->a_value = s->a_sum = s->a_count = 0;
-            if (s->a_counts) {
-                memset(s->a_counts, 0, sizeof *s->a_counts * (d->n_buckets + 1));
-            }
-        }
-    }
-    for (struct msnap *sn = ma->snaps; sn; sn = sn->next) {
-        sn->wins = !sn->next || sn->next->slot != sn->slot;
-        for (size_t i = 0; i < sn->snap.n_families; i++) {
-            const struct snapshot_family *f = &sn->snap.families[i];
-            const struct mdef *d = sn->defs[i];
-            struct mseries **series = snap_series(sn, f);
-            for (size_t j = 0; j < f->n_samples; j++) {
-                const struct snapshot_sample *smp = &f->samples[j];
-                struct mseries *s = series[j];
-                double v = smp->value;
-                if (d->type == PROM_HISTOGRAM) {
-                    for (size_t b = 0; b <= d->n_buckets; b++) {
-                        s->a_counts[b] += smp->counts[b];
-                    }
-                    s->a_sum += smp->sum;
-                    s->a_count += smp->count;
-                } else if (d->agg == SNAPSHOT_AGG_MAX) {
-                    s->a_value = !s->seen || v > s->a_value ? v : s->a_value;
-                } else if (d->agg == SNAPSHOT_AGG_MIN) {
-                    s->a_value = !s->seen || v < s->a_value ? v : s->a_value;
-                } else if (d->agg == SNAPSHOT_AGG_WORKER) {
-                    /* Two workers share a slot while one replaces the other: the newest
-                     * speaks for the slot. */
-                    if (!s->seen || sn->key > s->seen_key) {
-                        s->a_value = v;
-                        s->seen_key = sn->key;
-                    }
-                } else {
-                    s->a_value += v; /* sum, avg, counters */
-                }
-                s->seen = true;
-                s->n_seen++;
-            }
-        }
-    }
-    for (struct mdef *d = ma->def_first; d; d = d->next) {
-        for (struct mseries *s = d->series; s; s = s->next) {
-            d->n_out += s->seen || s->retired;
-        }
-    }
-    if (!ma->per_worker) {
-        return;
-    }
-    for (struct msnap *sn = ma->snaps; sn; sn = sn->next) {
-        for (size_t i = 0; sn->wins && i < sn->snap.n_families; i++) {
-            struct mdef *d = sn->defs[i];
-            if (d->agg != SNAPSHOT_AGG_WORKER) {
-                d->n_out += sn->snap.families[i].n_samples;
-            }
-        }
-    }
-}
-
-/* Writes the definition's merged series into d->out. */
-static void def_emit(struct mdef *d)
-{
-    for (struct mseries *s = d->series; s; s = s->next) {
-        if (!s->seen && !s->retired) {
-            continue;
-        }
-        struct prom_sample *o = &d->out[d->out_n++];
-        *o = (struct prom_sample){.pre = s->pre, .n_pre = d->agg == SNAPSHOT_AGG_WORKER ? 2 : 1,
-                                  .labels = s->labels, .n_labels = s->n_labels};
-        if (d->type == PROM_HISTOGRAM) {
-            for (size_t b = 0; b <= d->n_buckets; b++) {
-                s->a_counts[b] += s->r_counts[b];
-            }
-            o->counts = s->a_counts;
-            o->sum = s->a_sum + s->r_sum;
-            o->count = s->a_count + s->r_count;
-        } else if (d->type == PROM_COUNTER) {
-            o->value = s->a_value + s->r_value;
-        } else if (d->agg == SNAPSHOT_AGG_AVG) {
-            o->value = s->a_value / (double)s->n_seen;
-        } else {
-            o->value = s->a_value;
-        }
-    }
-}
-
-/* The per-worker view (metrics_per_worker): each slot's newest worker, its own values. */
-static void app_emit_per_worker(struct metrics_app *ma)
-{
-    for (struct msnap *sn = ma->snaps; sn; sn = sn->next) {
-        for (size_t i = 0; sn->wins && i < sn->snap.n_families; i++) {
-            const struct snapshot_family *f = &sn->snap.families[i];
-            struct mdef *d = sn->defs[i];
-            if (d->agg == SNAPSHOT_AGG_WORKER || !d->out) {
-                continue;
-            }
-            struct mseries *const *series = snap_series(sn, f);
-            for (size_t j = 0; j < f->n_samples; j++) {
-                const struct snapshot_sample *smp = &f->samples[j];
-                d->out[d->out_n++] = (struct prom_sample){
-                    .pre = sn->pre, .n_pre = 2, .labels = series[j]->labels,
-                    .n_labels = series[j]->n_labels, .value = smp->value,
-                    .counts = smp->counts, .sum = smp->sum, .count = smp->count};
-            }
-        }
-    }
-}
-
-struct page_entry {
-    const char *name;
-    struct mdef *def;           /* NULL once left off the page */
-    struct metrics_app *ma;
-    size_t app_index;
-    size_t group;               /* the index of the first entry of the same name */
-};
-
-static int entry_cmp(const void *a, const void *b)
-{
-    const struct page_entry *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    if (c != 0) {
-        return c;
-    }
-    return (x->app_index > y->app_index) - (x->app_index < y->app_index);
-}
-
-/* Leaves the entry off the page, counted as a conflict of its app. */
-static void entry_hide(struct page_entry *e)
-{
-    if (e->def) {
-        e->ma->hidden++;
-        e->def = NULL;
-    }
-}
-
-/* Hides every entry named name. Entries are sorted by name. */
-static void entries_hide_name(struct page_entry *e, size_t n, const char *name)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(e[mid].name, name) < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    for (size_t i = lo; i < n && strcmp(e[i].name, name) == 0; i++) {
-        entry_hide(&e[i]);
-    }
-}
-
-/* Whether the entry may share its name's TYPE line with the group's head. */
-static bool entry_agrees(const struct page_entry *head, const struct page_entry *e)
-{
-    const struct mdef *h = head->def, *d = e->def;
-    if (h->type != d->type || h->n_buckets != d->n_buckets) {
-        return false;
-    }
-    for (size_t b = 0; b < d->n_buckets; b++) {
-        if (h->buckets[b] != d->buckets[b]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-void metrics_page_done(struct metrics_page *page)
-{
-    free(page->families);
-    free(page->samples);
-    *page = (struct metrics_page){0};
-}
-
-int metrics_page_build(struct metrics_app *const *apps, size_t n, struct metrics_page *ret)
-{
-    struct page_entry *e = NULL;
-    struct metrics_page page = {0};
-    size_t n_e = 0, cap = 0;
-    int r = -ENOMEM;
-
-    for (size_t i = 0; i < n; i++) {
-        apps[i]->hidden = 0;
-        app_merge(apps[i]);
-        for (struct mdef *d = apps[i]->def_first; d; d = d->next) {
-            cap += d->n_out > 0;
-        }
-    }
-    e = calloc(cap ? cap : 1, sizeof *e);
-    if (!e) {
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        for (struct mdef *d = apps[i]->def_first; d; d = d->next) {
-            if (d->n_out > 0) {
-                e[n_e++] = (struct page_entry){d->name, d, apps[i], i, 0};
-            }
-        }
-    }
-    qsort(e, n_e, sizeof *e, entry_cmp);
-
-    /* One TYPE line per name: the first app's family keeps it; another app's family of that
-     * name that does not agree stays off the page. */
-    for (size_t i = 0; i < n_e; i++) {
-        e[i].group = i > 0 && strcmp(e[i - 1].name, e[i].name) == 0 ? e[i - 1].group : i;
-        if (e[i].group != i && !entry_agrees(&e[e[i].group], &e[i])) {
-            entry_hide(&e[i]);
-        }
-    }
-    /* A histogram X owns the names X_bucket, X_sum and X_count: a family so named would be
-     * read as part of it by a scraper. */
-    static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
-    for (size_t i = 0; i < n_e; i++) {
-        if (e[i].group != i || !e[i].def || e[i].def->type != PROM_HISTOGRAM) {
-            continue;
-        }
-        for (size_t k = 0; k < sizeof suffixes / sizeof suffixes[0]; k++) {
-            char name[1024];
-            if (snprintf(name, sizeof name, "%s%s", e[i].name, suffixes[k]) < (int)sizeof name) {
-                entries_hide_name(e, n_e, name);
-            }
-        }
-    }
-
-    size_t n_samples = 0, n_families = 0;
-    for (size_t i = 0; i < n_e; i++) {
-        if (e[i].def) {
-            n_samples += e[i].def->n_out;
-            n_families += e[i].group == i;
-        }
-    }
-    page.samples = calloc(n_samples ? n_samples : 1, sizeof *page.samples);
-    page.families = calloc(n_families ? n_families : 1, sizeof *page.families);
-    if (!page.samples || !page.families) {
-        goto out;
-    }
-    size_t off = 0;
-    struct prom_family *f = NULL;
-    for (size_t i = 0; i < n_e; i++) {
-        struct mdef *d = e[i].def;
-        if (!d) {
-            continue;
-        }
-        /* A visible entry's head is visible: heads are only hidden with their whole name. */
-        d->out = page.samples + off;
-        off += d->n_out;
-        if (e[i].group == i) {
-            f = &page.families[page.n_families++];
-            *f = (struct prom_family){.name = d->name, .help = d->help, .type = d->type,
-                                      .buckets = d->buckets, .n_buckets = d->n_buckets,
-                                      .samples = d->out};
-        }
-        f->n_samples += d->n_out;
-        def_emit(d);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (apps[i]->per_worker) {
-            app_emit_per_worker(apps[i]);
-        }
-    }
-    *ret = page;
-    page = (struct metrics_page){0};
-    r = 0;
-out:
-    metrics_page_done(&page);
-    free(e);
-    return r;
 }

@@ -49,7 +49,7 @@ struct metrics_stats {
     uint64_t accepted;                          /* snapshots taken */
     uint64_t refused[METRICS_REFUSED_COUNT];    /* snapshots refused, by reason */
     size_t conflicts;   /* families kept apart now: in live workers' latest snapshots, plus those
-                         * the last page build had to leave out (see metrics_page_build) */
+                         * the last page build had to leave out (see page.h) */
     size_t series;      /* distinct series, retired totals included */
     size_t workers;     /* live workers with a snapshot */
 };
@@ -90,26 +90,3 @@ void metrics_app_stats(const struct metrics_app *ma, struct metrics_stats *ret);
 
 /* "malformed", "worker_limit", "app_limit"; NULL out of range. */
 const char *metrics_refusal_to_string(enum metrics_refusal reason);
-
-/*
- * The merged page of several apps, ready for prom_format_text / prom_format_json: families
- * sorted by name, each printed once with the samples of every app (label app="NAME" first).
- *
- * Two apps can use one name for different things (a counter here, a gauge there, or other
- * histogram buckets); one TYPE line cannot describe both, so the first app (in the order given)
- * keeps the name and the others' family is left out and counted as a conflict of their app. The
- * same goes for a family whose name a histogram's series would also produce (X_bucket, X_sum,
- * X_count next to histogram X).
- *
- * The page points into the apps' stores: it is valid until the next update, retire or page
- * build on any of them, and is released with metrics_page_done().
- */
-struct metrics_page {
-    struct prom_family *families;
-    size_t n_families;
-    struct prom_sample *samples;    /* every family's samples, in one array */
-};
-
-/* Builds the page of the n apps. Returns 0 or -ENOMEM (*ret is then empty). */
-int metrics_page_build(struct metrics_app *const *apps, size_t n, struct metrics_page *ret);
-void metrics_page_done(struct metrics_page *page);

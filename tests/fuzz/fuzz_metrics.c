@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "metrics.h"
+#include "page.h"
 #include "prom.h"
 #include "snapshot.h"
 
@@ -42,18 +43,18 @@ static void check(int cond)
 /* The page of both apps in the given format (caller frees). */
 static char *render(struct metrics_app **apps, bool json)
 {
-    struct metrics_page page;
+    struct page page;
     struct prom_buf b;
     char *out = NULL;
     size_t len = 0;
-    check(metrics_page_build(apps, 2, &page) == 0);
+    check(page_build(apps, 2, &page) == 0);
     prom_buf_init(&b);
     int r = json ? prom_format_json(&b, page.families, page.n_families)
                  : prom_format_text(&b, page.families, page.n_families);
     check(r == 0);
     check(prom_buf_take(&b, &out, &len) == 0);
     check(strlen(out) == len);
-    metrics_page_done(&page);
+    page_done(&page);
     return out;
 }
 

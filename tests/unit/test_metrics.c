@@ -20,20 +20,21 @@
 #include <jansson.h>
 
 #include "metrics.h"
+#include "page.h"
 #include "prom.h"
 
 /* The page of the n apps as text (caller frees). */
 static char *page_text(struct metrics_app **apps, size_t n)
 {
-    struct metrics_page page;
+    struct page page;
     struct prom_buf b;
     char *out = NULL;
     size_t len;
-    assert_int_equal(metrics_page_build(apps, n, &page), 0);
+    assert_int_equal(page_build(apps, n, &page), 0);
     prom_buf_init(&b);
     assert_int_equal(prom_format_text(&b, page.families, page.n_families), 0);
     assert_int_equal(prom_buf_take(&b, &out, &len), 0);
-    metrics_page_done(&page);
+    page_done(&page);
     return out;
 }
 
@@ -603,10 +604,10 @@ static void test_histogram_storage_is_sized_by_one_reading(void **state)
 
 static void test_empty_page(void **state)
 {
-    struct metrics_page page;
-    assert_int_equal(metrics_page_build(NULL, 0, &page), 0);
+    struct page page;
+    assert_int_equal(page_build(NULL, 0, &page), 0);
     assert_int_equal(page.n_families, 0);
-    metrics_page_done(&page);
+    page_done(&page);
     metrics_app_free(NULL);
 }
 
