@@ -8,15 +8,8 @@
  * wins and stops the parse: it carries file, line, key and a message quoting the bad value,
  * and the half-built config is freed, so a config exists whole or not at all.
  *
- * Why a reader of our own in front of inih. The library as Debian builds it does not pass
- * line numbers to the handler, reads lines into a buffer of 200 bytes and silently splits a
- * longer one into two lines, and treats an indented line as the continuation of the previous
- * value. Our reader hands inih one line at a time, so the handler knows the current line; it
- * hands a line too long for inih's buffer over by reference (see loader_shorten), so a value
- * may be as long as SPEC section 3 promises; it strips leading blanks, so an indented key is
- * simply a key; and it recognises section headers itself, because inih reports sections only
- * through the keys inside them: an empty or misspelt section would otherwise go unnoticed, and
- * [app:NAME] would have no line to point at.
+ * inih reads the lines through cfgread (cfgread.h), which numbers them, refuses what no config
+ * may hold, hands inih the long ones by reference, and reports section headers to the loader.
  *
  * The same loader builds a config without a file: config_loader.h lets a builder (the quick
  * start, quickstart.c) add apps and set keys by name through the setters below, then run the
@@ -27,6 +20,8 @@
  */
 #include "config.h"
 #include "config_loader.h"
+
+#include "cfgread.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -41,13 +36,6 @@
 #define DEFAULT_CGROUP_CPU_MAX "/sys/fs/cgroup/cpu.max"
 
 enum section_kind { SECTION_NONE, SECTION_SUPERVISOR, SECTION_APP };
-
-/* Long lines, handed to inih shortened (loader_shorten): the token byte, spans per line, the
- * longest name kept as it is, and the most characters a shortened line can take. */
-#define SPAN_MARK '\x01'
-#define LOADER_SPANS_MAX 4
-#define LOADER_NAME_KEPT_MAX 32
-#define LOADER_SHORT_LINE_MAX 64
 
 struct config_loader;
 
@@ -71,33 +59,7 @@ struct app_extra {
 struct config_loader {
     const char *file; /* as errors name it */
 
-    /* The input: a FILE, or a buffer in memory. */
-    FILE *f;
-    const char *mem;
-    size_t mem_len;
-    size_t mem_pos;
-    char *buf; /* the current line, read from f */
-    size_t buf_size;
-    unsigned lineno; /* of the line inih is working on */
-
-    /*
-     * A line too long for inih's buffer reaches inih shortened: each stretch of it that inih
-     * does not look into is replaced by a token, SPAN_MARK and a digit, that stands for
-     * span[digit]. The spans point into the current line; n_spans is 0 for a line handed over
-     * as it is. The handler expands the tokens in the name and value inih gives it, into
-     * name_buf and value_buf.
-     */
-    struct {
-        const char *text;
-        size_t len;
-        bool joins; /* the blank and ';' after this token stand for nothing (a continuation) */
-    } span[LOADER_SPANS_MAX];
-    size_t n_spans;
-    bool after_key; /* a key came since the last section: inih would continue its value */
-    char *name_buf;
-    size_t name_size;
-    char *value_buf;
-    size_t value_size;
+    struct cfgread rd;  /* the input, as inih reads it (cfgread.h) */
 
     struct config *cfg;
     struct app_extra *extra; /* parallel to cfg->apps, outliving it on success */
@@ -148,6 +110,7 @@ static int loader_fail_atv(struct config_loader *l, int error, unsigned line, co
     }
     l->failed = true;
     l->error = error;
+    cfgread_stop(&l->rd);
     error_setv(&l->err, l->file, line, key, fmt, ap);
     return error;
 }
@@ -166,8 +129,8 @@ static int loader_fail_at(struct config_loader *l, int error, unsigned line, con
 }
 
 /* An invalid value of the key being handled, on the current line. */
-#define loader_fail(l, ...) loader_fail_at((l), -EINVAL, (l)->lineno, (l)->key, __VA_ARGS__)
-#define loader_oom(l) loader_fail_at((l), -ENOMEM, (l)->lineno, (l)->key, "out of memory")
+#define loader_fail(l, ...) loader_fail_at((l), -EINVAL, (l)->rd.lineno, (l)->key, __VA_ARGS__)
+#define loader_oom(l) loader_fail_at((l), -ENOMEM, (l)->rd.lineno, (l)->key, "out of memory")
 
 void config_error_format(const struct config_error *err, char *buf, size_t size)
 {
@@ -632,7 +595,7 @@ static int set_admin(struct config_loader *l, void *obj, size_t off, const char 
         return l->error;
     }
     cfg->admin = addr;
-    l->admin_line = l->lineno;
+    l->admin_line = l->rd.lineno;
     return 0;
 }
 
@@ -678,7 +641,7 @@ static int set_listen(struct config_loader *l, void *obj, size_t off, const char
     }
     x->listen_lines = lines;
     a->listen[a->n_listen] = addr;
-    x->listen_lines[a->n_listen] = l->lineno;
+    x->listen_lines[a->n_listen] = l->rd.lineno;
     a->n_listen++;
     return 0;
 }
@@ -723,7 +686,7 @@ static int set_env(struct config_loader *l, void *obj, size_t off, const char *v
     }
     x->env_lines = lines;
     a->env[a->n_env] = copy;
-    x->env_lines[a->n_env] = l->lineno;
+    x->env_lines[a->n_env] = l->rd.lineno;
     a->n_env++;
     return 0;
 }
@@ -907,366 +870,34 @@ static int loader_begin_section(struct config_loader *l, const char *name, size_
         if (l->sup_line > 0) {
             return loader_fail(l, "section [supervisor] is already given at line %u", l->sup_line);
         }
-        l->sup_line = l->lineno;
+        l->sup_line = l->rd.lineno;
         l->section = SECTION_SUPERVISOR;
         return 0;
     }
     if (len >= 4 && memcmp(name, "app:", 4) == 0) {
-        return loader_add_app(l, name + 4, len - 4, l->lineno);
+        return loader_add_app(l, name + 4, len - 4, l->rd.lineno);
     }
     return loader_fail(l, "unknown section [%.*s]; expected [supervisor] or [app:NAME]", (int)len,
                        name);
 }
 
-/* ---- the reader in front of inih ---- */
+/* ---- what the reader tells the loader ---- */
 
-static bool is_blank(char c)
+static int loader_on_header(void *owner, const char *name, size_t len)
 {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+    struct config_loader *l = owner;
+    return loader_begin_section(l, name, len);
 }
 
-/*
- * The next raw line from the file, newline included, into l->buf. Reads no more than
- * CONFIG_LINE_MAX + 1 bytes of a line without a newline: the caller refuses such a line
- * anyway, and a file with no newline at all is then never read whole. False at the end, or on
- * a read error or when out of memory (both recorded).
- */
-static bool loader_file_line(struct config_loader *l, const char **ret_line, size_t *ret_len)
+static void loader_on_read_error(void *owner, int error, unsigned line, const char *message)
 {
-    size_t n = 0;
-    int c = 0;
-
-    errno = 0;
-    while (n <= CONFIG_LINE_MAX && (c = getc_unlocked(l->f)) != EOF) {
-        if (n + 1 > l->buf_size) {
-            size_t size = l->buf_size ? 2 * l->buf_size : 256;
-            if (size > CONFIG_LINE_MAX + 2) {
-                size = CONFIG_LINE_MAX + 2;
-            }
-            char *grown = realloc(l->buf, size);
-            if (!grown) {
-                loader_fail_at(l, -ENOMEM, l->lineno + 1, "", "out of memory");
-                return false;
-            }
-            l->buf = grown;
-            l->buf_size = size;
-        }
-        l->buf[n++] = (char)c;
-        if (c == '\n') {
-            break;
-        }
-    }
-    if (c == EOF && ferror(l->f)) {
-        int e = errno > 0 ? errno : EIO;
-        loader_fail_at(l, -e, 0, "", "cannot read: %s", strerror(e));
-        return false;
-    }
-    if (n == 0) {
-        return false;
-    }
-    *ret_line = l->buf;
-    *ret_len = n;
-    return true;
+    loader_fail_at(owner, error, line, "", "%s", message);
 }
 
-/* The next raw line, newline included; false at the end or on a read error (recorded). */
-static bool loader_next_line(struct config_loader *l, const char **ret_line, size_t *ret_len)
-{
-    if (l->f) {
-        return loader_file_line(l, ret_line, ret_len);
-    }
-    if (l->mem_pos >= l->mem_len) {
-        return false;
-    }
-    const char *start = l->mem + l->mem_pos;
-    size_t left = l->mem_len - l->mem_pos;
-    const char *nl = memchr(start, '\n', left);
-    size_t n = nl ? (size_t)(nl - start) + 1 : left;
-    l->mem_pos += n;
-    *ret_line = start;
-    *ret_len = n;
-    return true;
-}
-
-/*
- * A section header: "[NAME]", blanks inside the brackets ignored, followed by nothing but
- * blanks or a comment. Returns 0 or the error recorded.
- */
-static int loader_header(struct config_loader *l, const char *s, size_t len)
-{
-    const char *close = memchr(s, ']', len);
-
-    l->key = "";
-    if (!close) {
-        return loader_fail(l, "section header has no closing ']'");
-    }
-    for (const char *p = close + 1; p < s + len && *p != ';' && *p != '#'; p++) {
-        if (!is_blank(*p)) {
-            return loader_fail(l, "unexpected text after the section header; expected [NAME]");
-        }
-    }
-    const char *name = s + 1;
-    const char *end = close;
-    while (name < end && is_blank(*name)) {
-        name++;
-    }
-    while (end > name && is_blank(end[-1])) {
-        end--;
-    }
-    return loader_begin_section(l, name, (size_t)(end - name));
-}
-
-/* Writes a token for the len bytes at text into out; returns the end of what was written. */
-static char *loader_add_span(struct config_loader *l, char *out, const char *text, size_t len)
-{
-    l->span[l->n_spans].text = text;
-    l->span[l->n_spans].len = len;
-    l->span[l->n_spans].joins = false;
-    *out++ = SPAN_MARK;
-    *out++ = (char)('0' + l->n_spans);
-    l->n_spans++;
-    return out;
-}
-
-/*
- * Emits one stretch s[a, b) of a long line into out (see loader_shorten): blanks at either end
- * as one blank, since inih strips them or only asks whether there is one, and what lies between
- * as a token. The name of a key (first) is kept as it is when short, so that inih's copy of it,
- * which it hands back for a continuation line, holds no token. Returns the end of what was
- * written.
- */
-static char *loader_emit_stretch(struct config_loader *l, char *out, const char *s, size_t a,
-                                 size_t b, bool first)
-{
-    size_t x = a, y = b;
-
-    while (x < y && is_blank(s[x])) {
-        x++;
-    }
-    while (y > x && is_blank(s[y - 1])) {
-        y--;
-    }
-    if (x > a) {
-        *out++ = s[a];
-    }
-    if (y > x) {
-        size_t len = y - x;
-        if (first && len <= LOADER_NAME_KEPT_MAX && !memchr(s + x, SPAN_MARK, len)) {
-            memcpy(out, s + x, len);
-            out += len;
-        } else {
-            out = loader_add_span(l, out, s + x, len);
-        }
-    }
-    if (b > y && y > x) {
-        *out++ = s[y];
-    }
-    return out;
-}
-
-/* The index of the first of chars in s[from, end), or end. */
-static size_t span_find(const char *s, size_t from, size_t end, const char *chars)
-{
-    while (from < end && !strchr(chars, s[from])) {
-        from++;
-    }
-    return from;
-}
-
-/*
- * Writes into out (room for LOADER_SHORT_LINE_MAX bytes) a short line that inih reads exactly
- * as it would read the len bytes at s, with the stretches it never looks into handed over by
- * reference. inih, given a line, looks at: its first non-blank character (';' or '#': a
- * comment; after leading blanks and a key: a continuation, whose whole rest is more value;
- * '[': a section), on a section line the first ']', otherwise the first '=' or ':' (the end of
- * the name), the first ';' after a blank (an inline comment: the rest of the line is never
- * read), and blanks at the ends of the name and the value, which it strips. Those characters
- * are kept; every stretch between them becomes a token, SPAN_MARK and a digit, that
- * loader_expand() turns back into the stretch's text. At most three stretches are left, so the
- * result always fits.
- */
-static void loader_shorten(struct config_loader *l, const char *s, size_t len, char *out)
-{
-    size_t first = 0, from, cut[2];
-    size_t n_cut = 0;
-
-    l->n_spans = 0;
-    while (first < len && is_blank(s[first])) {
-        first++;
-    }
-    if (first > 0) {
-        *out++ = s[0];
-    }
-    size_t comment = len;
-    for (size_t i = first + 1; i < len; i++) {
-        if (s[i] == ';' && is_blank(s[i - 1])) {
-            comment = i;
-            break;
-        }
-    }
-    /*
-     * A continuation line. inih 55 takes its whole rest as more of the value; later versions
-     * cut it at an inline comment first. "T0 ;T1" reads right with both: T0 is the text before
-     * the comment, T1 the rest from the blanks after T0 on, and the " ;" between them, which a
-     * version that cuts there never passes on, expands to nothing.
-     */
-    if (first > 0 && first < len && s[first] != ';' && s[first] != '#' && l->after_key) {
-        if (comment == len) {
-            out = loader_emit_stretch(l, out, s, first, len, false);
-        } else {
-            size_t text_end = comment, end = len;
-            while (is_blank(s[text_end - 1])) {
-                text_end--; /* s[first] is not blank: it stops this */
-            }
-            while (is_blank(s[end - 1])) {
-                end--; /* nor is the ';' at comment */
-            }
-            out = loader_add_span(l, out, s + first, text_end - first);
-            l->span[l->n_spans - 1].joins = true;
-            *out++ = s[text_end];
-            *out++ = ';';
-            out = loader_add_span(l, out, s + text_end, end - text_end);
-        }
-        *out++ = '\n';
-        *out = '\0';
-        return;
-    }
-    from = first;
-    bool section = first < len && s[first] == '[';
-    if (first < len && (s[first] == ';' || s[first] == '#' || section)) {
-        *out++ = s[first];
-        from = first + 1;
-    }
-    /* The characters that end a stretch: the first '=' or ':', and a section's first ']'. */
-    size_t delim = span_find(s, from, comment, "=:");
-    size_t close = section ? span_find(s, from, comment, "]") : comment;
-    if (delim < comment) {
-        cut[n_cut++] = delim;
-    }
-    if (close < comment && close != delim) {
-        cut[n_cut++] = close;
-    }
-    if (n_cut == 2 && cut[1] < cut[0]) {
-        size_t t = cut[0];
-        cut[0] = cut[1];
-        cut[1] = t;
-    }
-    for (size_t i = 0; i < n_cut; i++) {
-        out = loader_emit_stretch(l, out, s, from, cut[i], from == first);
-        *out++ = s[cut[i]];
-        from = cut[i] + 1;
-    }
-    out = loader_emit_stretch(l, out, s, from, comment, from == first);
-    if (comment < len) {
-        *out++ = ';';
-    }
-    *out++ = '\n';
-    *out = '\0';
-}
-
-/* inih's ini_reader: an fgets() that counts lines and vets them first. */
-static char *loader_read(char *str, int num, void *stream)
-{
-    struct config_loader *l = stream;
-    const char *line;
-    size_t len;
-
-    /* After the first error nothing more is useful: ending the input ends the parse. */
-    if (l->failed || num < 2 || !loader_next_line(l, &line, &len)) {
-        return NULL;
-    }
-    l->lineno++;
-    l->key = "";
-    l->n_spans = 0;
-
-    if (memchr(line, '\0', len)) {
-        loader_fail(l, "line holds a NUL byte; expected text");
-        return NULL;
-    }
-    if (len > 0 && line[len - 1] == '\n') {
-        len--;
-    }
-    if (len > CONFIG_LINE_MAX) {
-        loader_fail(l, "line is too long; a line may hold at most %d characters", CONFIG_LINE_MAX);
-        return NULL;
-    }
-    if (l->lineno == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
-        line += 3; /* a UTF-8 byte order mark, as some editors write */
-        len -= 3;
-    }
-    /* No indented line can be mistaken for a continuation once it is not indented. */
-    while (len > 0 && (*line == ' ' || *line == '\t')) {
-        line++;
-        len--;
-    }
-    if (len > 0 && line[0] == '[') {
-        if (loader_header(l, line, len) < 0) {
-            return NULL;
-        }
-        l->after_key = false; /* inih forgets the last key at a section */
-    }
-    if (len <= (size_t)num - 2) {
-        memcpy(str, line, len);
-        str[len] = '\n';
-        str[len + 1] = '\0';
-        return str;
-    }
-    if (num < LOADER_SHORT_LINE_MAX) {
-        loader_fail(l, "line is too long for this build of inih (%d bytes a line)", num);
-        return NULL;
-    }
-    loader_shorten(l, line, len, str);
-    return str;
-}
-
-/* Writes s with its tokens expanded into out (NULL: only counts); returns the length. */
-static size_t loader_expand_into(const struct config_loader *l, const char *s, char *out)
-{
-    size_t n = 0;
-
-    for (const char *p = s; *p; p++) {
-        size_t i = (size_t)((unsigned char)p[1] - '0');
-        if (*p != SPAN_MARK || p[1] < '0' || i >= l->n_spans) {
-            if (out) {
-                out[n] = *p;
-            }
-            n++;
-            continue;
-        }
-        if (out) {
-            memcpy(out + n, l->span[i].text, l->span[i].len);
-        }
-        n += l->span[i].len;
-        p++;
-        if (l->span[i].joins && is_blank(p[1]) && p[2] == ';') {
-            p += 2; /* the " ;" of a continuation line, when inih passed it on */
-        }
-    }
-    return n;
-}
-
-/*
- * s, a name or value inih took from the current line, with each token of loader_shorten()
- * replaced by the text it stands for, in *buf (grown as needed). s itself when the line was
- * handed over as it is, or NULL when out of memory.
- */
-static const char *loader_expand(struct config_loader *l, const char *s, char **buf, size_t *size)
-{
-    if (l->n_spans == 0) {
-        return s;
-    }
-    size_t need = loader_expand_into(l, s, NULL) + 1;
-    if (need > *size || !*buf) {
-        char *grown = realloc(*buf, need);
-        if (!grown) {
-            return NULL;
-        }
-        *buf = grown;
-        *size = need;
-    }
-    (*buf)[loader_expand_into(l, s, *buf)] = '\0';
-    return *buf;
-}
+static const struct cfgread_ops loader_reader_ops = {
+    .on_header = loader_on_header,
+    .on_error = loader_on_read_error,
+};
 
 /* inih's ini_handler: one KEY = VALUE of the current section. Returns 1 if good. */
 static int loader_on_key(void *user, const char *section, const char *name, const char *value)
@@ -1279,15 +910,15 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
     if (l->failed) {
         return 0;
     }
-    /* inih keeps this line's name for an indented line after it (see loader_shorten). */
-    l->after_key = true;
+    /* inih keeps this line's name for an indented line after it (see cfgread.c). */
+    cfgread_saw_key(&l->rd);
     const char *given = value;
-    name = loader_expand(l, name, &l->name_buf, &l->name_size);
+    name = cfgread_expand_name(&l->rd, name);
     if (given) {
-        value = loader_expand(l, given, &l->value_buf, &l->value_size);
+        value = cfgread_expand_value(&l->rd, given);
     }
     if (!name || (given && !value)) {
-        loader_fail_at(l, -ENOMEM, l->lineno, "", "out of memory");
+        loader_fail_at(l, -ENOMEM, l->rd.lineno, "", "out of memory");
         return 0;
     }
     l->key = name;
@@ -1339,7 +970,7 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
         return 0;
     }
     if (seen[i] == 0) {
-        seen[i] = l->lineno;
+        seen[i] = l->rd.lineno;
     }
     return table[i].set(l, obj, table[i].off, value) == 0;
 }
@@ -1417,9 +1048,7 @@ static void loader_done(struct config_loader *l)
         free(l->extra[i].env_lines);
     }
     free(l->extra);
-    free(l->buf);
-    free(l->name_buf);
-    free(l->value_buf);
+    cfgread_done(&l->rd);
     config_free(l->cfg);
 }
 
@@ -1435,7 +1064,7 @@ static int loader_run(struct config_loader *l, const char *path, struct config *
         goto out;
     }
 
-    r = ini_parse_stream(loader_read, l, loader_on_key, l);
+    r = ini_parse_stream(cfgread_line, &l->rd, loader_on_key, l);
     /*
      * inih reports the first line it could not parse, and goes on after it; an error of ours
      * further down must not hide it. Our errors stop the input, so none lies beyond theirs.
@@ -1467,22 +1096,24 @@ int config_load(const char *path, struct config **ret, struct config_error *rete
 {
     struct config_loader l = {.file = path};
 
-    l.f = fopen(path, "re");
-    if (!l.f) {
+    FILE *f = fopen(path, "re");
+    if (!f) {
         int r = -errno;
         error_set(reterr, path, 0, "", "cannot open: %s", strerror(-r));
         return r;
     }
+    cfgread_init(&l.rd, f, NULL, 0, CONFIG_LINE_MAX, &loader_reader_ops, &l);
     int r = loader_run(&l, path, ret, reterr);
-    fclose(l.f);
+    fclose(f);
     return r;
 }
 
 int config_load_string(const char *name, const char *text, size_t len, struct config **ret,
                        struct config_error *reterr)
 {
-    struct config_loader l = {.file = name, .mem = text, .mem_len = len};
+    struct config_loader l = {.file = name};
 
+    cfgread_init(&l.rd, NULL, text, len, CONFIG_LINE_MAX, &loader_reader_ops, &l);
     return loader_run(&l, NULL, ret, reterr);
 }
 
@@ -1518,7 +1149,7 @@ void config_loader_free(struct config_loader *l)
 
 int config_loader_add_app(struct config_loader *l, const char *name, struct config_app **ret_app)
 {
-    int r = loader_add_app(l, name, strlen(name), l->lineno);
+    int r = loader_add_app(l, name, strlen(name), l->rd.lineno);
 
     if (r < 0) {
         return r;
@@ -1553,7 +1184,7 @@ int config_loader_fail(struct config_loader *l, int error, const char *key, cons
     va_list ap;
 
     va_start(ap, fmt);
-    int r = loader_fail_atv(l, error, l->lineno, key, fmt, ap);
+    int r = loader_fail_atv(l, error, l->rd.lineno, key, fmt, ap);
     va_end(ap);
     return r;
 }

@@ -1,15 +1,15 @@
 /*
- * The long-line path of config's reader, checked against inih itself. A line too long for
- * inih's buffer reaches inih shortened, its stretches handed over by reference
- * (loader_shorten), and the key handler expands them again (loader_expand). That is only right
+ * The long-line path of config's reader (cfgread.c), checked against inih itself. A line too
+ * long for inih's buffer reaches inih shortened, its stretches handed over by reference
+ * (cfgread_shorten), and the key handler expands them again (cfgread_expand_name/value). That is only right
  * if inih reads the short line exactly as it would read the long one. Here inih reads random
  * lines both ways, lines short enough for it to take whole, full of the characters its syntax
  * is made of, after a key (so an indented line continues its value) and after a section: the
  * names, values and errors it reports must be the same. Run against the system's inih, this
- * also notices when a new inih version reads lines differently than loader_shorten expects.
+ * also notices when a new inih version reads lines differently than cfgread_shorten expects.
  *
- * The functions under test are static, so this file includes config.c; it links parse and
- * inih, and not config's own object.
+ * The functions under test are static, so this file includes cfgread.c; it links inih, and
+ * not cfgread's own object.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +18,9 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../../supervisor/config.c" // NOLINT(bugprone-suspicious-include)
+#include <ini.h>
+
+#include "../../supervisor/cfgread.c" // NOLINT(bugprone-suspicious-include)
 
 #define CALLS_MAX 4
 #define LINE_CHARS 120
@@ -47,18 +49,18 @@ static char *input_read(char *str, int num, void *stream)
     return str;
 }
 
-/* The loader whose spans the handler expands; NULL while inih reads the line whole. */
-static struct config_loader *expanding;
+/* The reader whose spans the handler expands; NULL while inih reads the line whole. */
+static struct cfgread *expanding;
 
 static int record(void *user, const char *section, const char *name, const char *value)
 {
     struct outcome *o = user;
 
-    (void)section; /* config follows sections itself (loader_header) */
+    (void)section; /* the reader follows sections itself (cfgread_header) */
     if (expanding) {
-        name = loader_expand(expanding, name, &expanding->name_buf, &expanding->name_size);
+        name = cfgread_expand_name(expanding, name);
         if (value) {
-            value = loader_expand(expanding, value, &expanding->value_buf, &expanding->value_size);
+            value = cfgread_expand_value(expanding, value);
         }
         assert_non_null(name);
     }
@@ -93,7 +95,7 @@ static void test_short_form_reads_alike(void **state)
     static const char syntax[] = " \t\v\f\r;#=:[]\"'\x01";
     uint64_t seed = 0x9E3779B97F4A7C15u;
     char text[LINE_CHARS + 1];
-    char shortened[LOADER_SHORT_LINE_MAX];
+    char shortened[CFGREAD_SHORT_LINE_MAX];
 
     for (int iter = 0; iter < 200000; iter++) {
         size_t len = next_random(&seed) % LINE_CHARS;
@@ -112,9 +114,9 @@ static void test_short_form_reads_alike(void **state)
         expanding = NULL;
         whole.error = ini_parse_stream(input_read, &in, record, &whole);
 
-        struct config_loader l = {.after_key = after_key};
-        loader_shorten(&l, line, strlen(line), shortened);
-        assert_true(strlen(shortened) < LOADER_SHORT_LINE_MAX);
+        struct cfgread l = {.after_key = after_key};
+        cfgread_shorten(&l, line, strlen(line), shortened);
+        assert_true(strlen(shortened) < CFGREAD_SHORT_LINE_MAX);
         shortened[strlen(shortened) - 1] = '\0'; /* input_read adds the newline */
         struct input in2 = {{before, shortened}, 0};
         expanding = &l;
