@@ -359,7 +359,7 @@ static void snap_detach(struct metrics_app *ma, struct msnap *sn)
 static int sample_attach(struct metrics_app *ma, struct mdef *d, const struct snapshot_sample *s,
                          struct mseries **ret_series, const char **ret_error)
 {
-    const char *key = ma->keys.buf + s->key_off;
+    const char *key = ma->keys.buf.data + s->key_off;
     uint64_t hash = htab_hash(key, s->key_len);
     struct hnode *node = htab_find(&ma->series, key, s->key_len, hash);
     struct mseries *series = node ? (struct mseries *)node : NULL;

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,61 +26,33 @@ void prom_buf_init(struct prom_buf *b)
 
 void prom_buf_done(struct prom_buf *b)
 {
-    free(b->data);
+    bytebuf_free(&b->out);
     *b = (struct prom_buf){0};
 }
 
 int prom_buf_take(struct prom_buf *b, char **ret, size_t *ret_len)
 {
+    /* The NUL makes the text a string; it also gives an empty page a buffer of its own. */
+    if (!b->err && bytebuf_append(&b->out, "", 1, SIZE_MAX) < 0) {
+        b->err = -ENOMEM;
+    }
     if (b->err) {
         int err = b->err;
         prom_buf_done(b);
         return err;
     }
-    if (!b->data) {
-        /* Nothing was written: still hand over a proper empty string. */
-        b->data = calloc(1, 1);
-        if (!b->data) {
-            return -ENOMEM;
-        }
-    }
-    *ret = b->data;
-    *ret_len = b->len;
+    *ret = b->out.data;
+    *ret_len = b->out.len - 1;
     *b = (struct prom_buf){0};
     return 0;
 }
 
-/* Makes room for n more bytes plus the NUL. Returns false once the buffer has failed. */
-static bool buf_reserve(struct prom_buf *b, size_t n)
-{
-    if (b->err) {
-        return false;
-    }
-    if (b->len + n + 1 <= b->cap) {
-        return true;
-    }
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n + 1) {
-        cap *= 2;
-    }
-    char *data = realloc(b->data, cap);
-    if (!data) {
-        b->err = -ENOMEM;
-        return false;
-    }
-    b->data = data;
-    b->cap = cap;
-    return true;
-}
-
+/* Appends n bytes; the first failure sticks, and what follows it is not written. */
 static void buf_put(struct prom_buf *b, const char *s, size_t n)
 {
-    if (!buf_reserve(b, n)) {
-        return;
+    if (!b->err && bytebuf_append(&b->out, s, n, SIZE_MAX) < 0) {
+        b->err = -ENOMEM;
     }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
 }
 
 static void buf_puts(struct prom_buf *b, const char *s)

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "bytebuf.h"
+
 enum prom_type { PROM_COUNTER, PROM_GAUGE, PROM_HISTOGRAM };
 
 struct prom_label {
@@ -48,9 +50,7 @@ struct prom_family {
 };
 
 struct prom_buf {
-    char *data;                     /* NUL-terminated while err == 0 */
-    size_t len;
-    size_t cap;
+    struct bytebuf out;             /* the text so far (bytebuf.h) */
     int err;                        /* 0, or -ENOMEM once an allocation failed */
 };
 

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,21 +22,7 @@ static const char *const agg_names[SNAPSHOT_AGG__COUNT] = {"sum", "max", "min", 
 
 static int keys_put(struct snapshot_keys *keys, const char *s, size_t n)
 {
-    if (keys->len + n > keys->cap) {
-        size_t cap = keys->cap ? keys->cap : 4096;
-        while (cap < keys->len + n) {
-            cap *= 2;
-        }
-        char *p = realloc(keys->buf, cap);
-        if (!p) {
-            return -ENOMEM;
-        }
-        keys->buf = p;
-        keys->cap = cap;
-    }
-    memcpy(keys->buf + keys->len, s, n);
-    keys->len += n;
-    return 0;
+    return bytebuf_append(&keys->buf, s, n, SIZE_MAX);
 }
 
 static bool name_is_reserved_label(const char *name, enum prom_type type)
@@ -88,7 +75,7 @@ static int parse_labels(struct snapshot_keys *keys, const struct snapshot_family
         }
     }
     qsort(set, n, sizeof set[0], label_cmp);
-    out->key_off = keys->len;
+    out->key_off = keys->buf.len;
     int r = keys_put(keys, f->name, strlen(f->name) + 1);
     for (size_t i = 0; r == 0 && i < n; i++) {
         r = keys_put(keys, set[i].name, strlen(set[i].name) + 1);
@@ -100,7 +87,7 @@ static int parse_labels(struct snapshot_keys *keys, const struct snapshot_family
         /* Gauges merged per worker are one series per slot. */
         r = keys_put(keys, slot, strlen(slot) + 1);
     }
-    out->key_len = keys->len - out->key_off;
+    out->key_len = keys->buf.len - out->key_off;
     out->n_labels = n;
     return r;
 }
@@ -294,8 +281,7 @@ void snapshot_done(struct snapshot *sn)
 
 void snapshot_keys_done(struct snapshot_keys *keys)
 {
-    free(keys->buf);
-    *keys = (struct snapshot_keys){0};
+    bytebuf_free(&keys->buf);
 }
 
 int snapshot_parse(json_t *families, const char *slot, struct snapshot_keys *keys,
@@ -320,7 +306,7 @@ int snapshot_parse(json_t *families, const char *slot, struct snapshot_keys *key
     if (!sn.families || !sn.samples || !sn.pool) {
         goto out;
     }
-    keys->len = 0;
+    bytebuf_consume(&keys->buf, bytebuf_pending(&keys->buf));
     size_t k = 0, pool = 0;
     for (size_t i = 0; i < n_fams; i++) {
         json_t *jf = json_array_get(families, i);

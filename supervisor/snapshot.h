@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "bytebuf.h"
 #include "prom.h"
 
 /* Per worker snapshot: families, series (see metrics.h), buckets per histogram, labels per
@@ -40,7 +41,7 @@ enum snapshot_agg {
 };
 
 struct snapshot_sample {
-    size_t key_off;             /* the series key: keys->buf + key_off (see snapshot_parse) */
+    size_t key_off;             /* the series key: keys->buf.data + key_off (see snapshot_parse) */
     size_t key_len;             /* with its last NUL */
     size_t n_labels;            /* label pairs in the key (empty ones dropped) */
     double value;               /* counters and gauges; a counter's is >= 0 */
@@ -75,9 +76,7 @@ struct snapshot {
  * begin; release with snapshot_keys_done.
  */
 struct snapshot_keys {
-    char *buf;
-    size_t len;
-    size_t cap;
+    struct bytebuf buf;         /* never consumed: a key is at buf.data + key_off */
 };
 
 /*

@@ -48,8 +48,8 @@ static void assert_key(const struct snapshot_keys *keys, const struct snapshot_s
                        const char *want, size_t len)
 {
     assert_int_equal(s->key_len, len);
-    assert_true(s->key_off + s->key_len <= keys->len);
-    assert_memory_equal(keys->buf + s->key_off, want, len);
+    assert_true(s->key_off + s->key_len <= keys->buf.len);
+    assert_memory_equal(keys->buf.data + s->key_off, want, len);
 }
 
 static void test_families_and_keys(void **state)
@@ -106,15 +106,15 @@ static void test_families_and_keys(void **state)
     json_decref(j);
 
     /* The next parse empties the key buffer and reuses its memory. */
-    char *buf = keys.buf;
+    char *buf = keys.buf.data;
     r = parse("[{\"name\":\"up\",\"type\":\"gauge\",\"samples\":[{\"value\":1}]}]", &keys, &sn,
               &j, &why);
     assert_int_equal(r, 0);
-    assert_ptr_equal(keys.buf, buf);
+    assert_ptr_equal(keys.buf.data, buf);
     static const char ukey[] = "up";
     assert_int_equal(sn.samples[0].key_off, 0);
     assert_key(&keys, &sn.samples[0], ukey, sizeof ukey);
-    assert_int_equal(keys.len, sizeof ukey);
+    assert_int_equal(keys.buf.len, sizeof ukey);
     snapshot_done(&sn);
     json_decref(j);
 
@@ -125,7 +125,7 @@ static void test_families_and_keys(void **state)
     snapshot_done(&sn);
     json_decref(j);
     snapshot_keys_done(&keys);
-    assert_null(keys.buf);
+    assert_null(keys.buf.data);
 }
 
 static void bad(const char *text, const char *reason)

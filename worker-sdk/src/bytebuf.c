@@ -13,6 +13,9 @@ int bytebuf_append(struct bytebuf *b, const void *p, size_t n, size_t limit)
     if (n > limit || pending > limit - n) {
         return -ENOBUFS;
     }
+    if (n == 0) {
+        return 0; /* and no memcpy to a buffer not yet allocated */
+    }
     if (b->start > 0 && b->len + n > b->cap) {
         memmove(b->data, b->data + b->start, pending);
         b->len = pending;
