@@ -33,6 +33,7 @@
 
 #include "app.h"
 #include "listener.h"
+#include "events.h"
 #include "log.h"
 #include "logbuf.h"
 #include "master.h"
@@ -72,7 +73,7 @@ static double admin_clock(void)
 
 /* The families drover adds to the page, described with storage sized once per scrape. */
 struct own {
-    struct prom_family fams[24];
+    struct prom_family fams[32];
     size_t n_fams;
     struct prom_sample *samples;
     size_t n_samples, cap_samples;
@@ -214,7 +215,7 @@ static int own_build(struct master *m, struct own *o)
      * series. Per slot's worker: the four drover_worker_* series. Then five single series. */
     size_t per_app = sizeof worker_states / sizeof worker_states[0] + WORKER_REASON_COUNT + 2 +
                      1 + 1 + 1 + METRICS_REFUSED_COUNT + 1 + 1;
-    o->cap_samples = m->n_apps * per_app + 4 * n_workers + 8;
+    o->cap_samples = m->n_apps * per_app + 4 * n_workers + 8 + EVENT__COUNT;
     o->samples = calloc(o->cap_samples, sizeof *o->samples);
     o->labels = calloc(2 * o->cap_samples, sizeof *o->labels);
     o->cap_texts = n_workers + 1;
@@ -387,6 +388,11 @@ static int own_build(struct master *m, struct own *o)
     own_sample(o, (double)log_dropped_total(), NULL, NULL, NULL, NULL);
     own_family(o, "drover_build_info", PROM_GAUGE, "drover's version; always 1.");
     own_sample(o, 1, "version", DROVER_VERSION, NULL, NULL);
+    own_family(o, "drover_events_total", PROM_COUNTER, "Lifecycle events recorded, by type.");
+    for (int t = 0; t < EVENT__COUNT; t++) {
+        own_sample(o, (double)events_total((enum event_type)t), "type",
+                   event_type_to_string((enum event_type)t), NULL, NULL);
+    }
     return o->overflow ? -ENOBUFS : 0;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "log.h"
 #include "logbuf.h"
 #include "metrics.h"
@@ -390,14 +391,14 @@ static void app_check_memory(struct app *app, struct worker *w)
                               "max_memory", (json_int_t)cfg->max_memory, "delay_ms",
                               (json_int_t)delay);
         if (delay > 0) {
-            log_record(LOG_WARN, origin, f,
-                       "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes) %.1f s after "
-                       "start; replacing it in %" PRIu64 " ms (backing off)",
-                       w->stat.rss_bytes, cfg->max_memory, uptime, delay);
+            event_record(EVENT_MEMORY_LIMIT, LOG_WARN, origin, f,
+                         "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes) %.1f s after "
+                         "start; replacing it in %" PRIu64 " ms (backing off)",
+                         w->stat.rss_bytes, cfg->max_memory, uptime, delay);
         } else {
-            log_record(LOG_WARN, origin, f,
-                       "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes); replacing it",
-                       w->stat.rss_bytes, cfg->max_memory);
+            event_record(EVENT_MEMORY_LIMIT, LOG_WARN, origin, f,
+                         "worker over max_memory (%" PRIu64 " > %" PRIu64 " bytes); replacing it",
+                         w->stat.rss_bytes, cfg->max_memory);
         }
     }
     if (now < w->memory_replace_at || app->replacing) {
@@ -414,6 +415,24 @@ static void app_check_memory(struct app *app, struct worker *w)
     }
 }
 
+/* A slot that was crash-looping is out of it once its worker has lived min_uptime. */
+static void app_check_crash_loops(struct app *app, ev_tstamp now)
+{
+    for (unsigned i = 0; i < app->n_slots; i++) {
+        struct slot *s = app->slots[i];
+        const struct worker *w = s->worker;
+        if (!s->crash_looping || !w || w->state != WORKER_READY ||
+            (now - w->started_at) * 1000.0 < (double)app->cfg->min_uptime_ms) {
+            continue;
+        }
+        s->crash_looping = false;
+        event_record(EVENT_CRASH_LOOP_END, LOG_INFO, app_origin(app, (int)s->id),
+                     json_pack("{s:I}", "restarts", (json_int_t)s->restarts),
+                     "worker up for min_uptime (%" PRIu64 " ms) again: the crash loop is over",
+                     app->cfg->min_uptime_ms);
+    }
+}
+
 static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct app *app = t->data;
@@ -425,6 +444,7 @@ static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
             app_check_memory(app, w);
         }
     }
+    app_check_crash_loops(app, now);
     app_review_health(app);
 }
 
@@ -815,8 +835,10 @@ int app_scale_to(struct app *app, unsigned n)
                 slot_spawn(app->slots[i]);
             }
         }
-        log_record(LOG_INFO, app_origin(app, -1), NULL, "scaled up from %u to %u workers", old,
-                   app->n_slots);
+        event_record(EVENT_SCALE, LOG_INFO, app_origin(app, -1),
+                     json_pack("{s:I, s:I}", "from", (json_int_t)old, "to",
+                               (json_int_t)app->n_slots),
+                     "scaled up from %u to %u workers", old, app->n_slots);
         return r;
     }
     /* Scale down from the top: the highest slots leave through the phases. Their workers stay
@@ -828,7 +850,9 @@ int app_scale_to(struct app *app, unsigned n)
         }
     }
     app_slots_resize(app, n);
-    log_record(LOG_INFO, app_origin(app, -1), NULL, "scaled down from %u to %u workers", old, n);
+    event_record(EVENT_SCALE, LOG_INFO, app_origin(app, -1),
+                 json_pack("{s:I, s:I}", "from", (json_int_t)old, "to", (json_int_t)n),
+                 "scaled down from %u to %u workers", old, n);
     return 0;
 }
 
@@ -862,10 +886,19 @@ static void app_handle_crash(struct app *app, struct slot *s, struct worker *w)
                                    "fast_crashes", (int)s->fsm.backoff.fast_crashes,
                                    "slot_state", slot_state_to_string(st.to), "from",
                                    slot_state_to_string(st.from));
-        log_record(LOG_WARN, app_origin(app, (int)s->id), fields,
-                   "worker died after %" PRIu64 " ms (min_uptime %" PRIu64
-                   " ms); restarting in %" PRIu64 " ms",
-                   f.uptime_ms, cfg->min_uptime_ms, st.delay_ms);
+        /* One fast crash is bad luck; from the second in a row on, the slot is in a loop. */
+        if (s->fsm.backoff.fast_crashes >= 2 && !s->crash_looping) {
+            s->crash_looping = true;
+            event_record(EVENT_CRASH_LOOP, LOG_WARN, app_origin(app, (int)s->id), fields,
+                         "worker died after %" PRIu64 " ms (min_uptime %" PRIu64
+                         " ms); restarting in %" PRIu64 " ms",
+                         f.uptime_ms, cfg->min_uptime_ms, st.delay_ms);
+        } else {
+            log_record(LOG_WARN, app_origin(app, (int)s->id), fields,
+                       "worker died after %" PRIu64 " ms (min_uptime %" PRIu64
+                       " ms); restarting in %" PRIu64 " ms",
+                       f.uptime_ms, cfg->min_uptime_ms, st.delay_ms);
+        }
     }
 }
 

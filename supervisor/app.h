@@ -88,6 +88,7 @@ struct slot {
     struct slot_machine fsm;    /* its state and backoff (slot.h) */
     ev_timer restart_w;         /* armed while fsm.state is SLOT_BACKOFF */
     unsigned restarts;
+    bool crash_looping;         /* a crash_loop event was told, its end not yet */
 };
 
 struct app {

@@ -30,6 +30,7 @@
 #include "app.h"
 #include "bytebuf.h"
 #include "ctlsock.h"
+#include "events.h"
 #include "intent.h"
 #include "log.h"
 #include "logbuf.h"
@@ -69,6 +70,8 @@ struct client {
     struct client_tap *taps;    /* logs -f: one per followed app */
     size_t n_taps;
     uint64_t dropped;           /* logs -f lines not queued since the last notice */
+    struct event_follower events_tap;   /* events -f, when events_tap.fn is set */
+    uint64_t events_lost;       /* events -f: not queued since the last notice */
 };
 
 struct control {
@@ -470,6 +473,81 @@ out:
     free(lc.items);
 }
 
+/* ---- events ---- */
+
+/* {"event":EVENT}, one line. */
+static int client_queue_event(struct client *cl, const struct event *ev, size_t limit)
+{
+    static const char head[] = "{\"event\":";
+    size_t body = ev->len - 1; /* without its newline */
+    char *line = malloc(sizeof head - 1 + body + 2);
+    if (!line) {
+        return -ENOMEM;
+    }
+    memcpy(line, head, sizeof head - 1);
+    memcpy(line + sizeof head - 1, ev->line, body);
+    memcpy(line + sizeof head - 1 + body, "}\n", 2);
+    int r = client_queue(cl, line, sizeof head - 1 + body + 2, limit);
+    free(line);
+    return r;
+}
+
+static void client_on_event(const struct event *ev, void *data)
+{
+    struct client *cl = data;
+    if (ctlconn_is_going(cl->cn)) {
+        return;
+    }
+    if (cl->events_lost > 0) {
+        char notice[64];
+        int n = snprintf(notice, sizeof notice, "{\"lost\":%llu}\n",
+                         (unsigned long long)cl->events_lost);
+        if (client_queue(cl, notice, (size_t)n, CTLCONN_OUT_FOLLOW) < 0) {
+            cl->events_lost++;
+            return;
+        }
+        cl->events_lost = 0;
+    }
+    /* A follower that does not keep up loses events, and is told how many; never the master's
+     * memory. */
+    if (client_queue_event(cl, ev, CTLCONN_OUT_FOLLOW) < 0) {
+        cl->events_lost++;
+    }
+}
+
+struct control_events_replay {
+    struct client *cl;
+    size_t n;
+    bool failed;
+};
+
+static void control_replay_event(const struct event *ev, void *data)
+{
+    struct control_events_replay *er = data;
+    if (!er->failed && client_queue_event(er->cl, ev, CTLCONN_OUT_HARD) < 0) {
+        er->failed = true;
+    }
+    er->n++;
+}
+
+static void control_events(struct client *cl, const struct wire_request *req)
+{
+    struct control_events_replay er = {cl, 0, false};
+    uint64_t lost = events_foreach_since((uint64_t)req->since, control_replay_event, &er);
+    if (er.failed) {
+        ctlconn_break(cl->cn);
+        return;
+    }
+    if (req->follow) {
+        cl->events_tap = (struct event_follower){.fn = client_on_event, .data = cl};
+        events_follow(&cl->events_tap);
+        cl->wait = WAIT_FOLLOW;
+    }
+    client_reply(cl, json_pack("{s:b, s:I, s:I, s:I, s:b}", "ok", 1, "events", (json_int_t)er.n,
+                               "lost", (json_int_t)lost, "last_seq",
+                               (json_int_t)events_last_seq(), "follow", req->follow));
+}
+
 /* ---- reload, restart, metrics ---- */
 
 /* Progress lines stream to the client; the final result is its reply. A progress line that
@@ -598,6 +676,9 @@ static void client_handle(struct client *cl, const char *line, size_t len)
     case WIRE_CMD_LOGS:
         control_logs(cl, &req);
         break;
+    case WIRE_CMD_EVENTS:
+        control_events(cl, &req);
+        break;
     case WIRE_CMD_RELOAD:
         control_reload(cl, &req);
         break;
@@ -667,6 +748,9 @@ static void control_on_close(void *client)
         }
     }
     client_unfollow(cl);
+    if (cl->events_tap.fn) {
+        events_unfollow(&cl->events_tap);
+    }
     if (cl->intent) {
         intent_cancel(cl->intent);
     }

@@ -69,6 +69,9 @@ static void ctl_usage(FILE *f)
             "  restart APP [SLOT]      replace the workers of APP (or one), one by one\n"
             "  reload [APP]            re-read the config, then a rolling reload\n"
             "  logs [APP] [-n N] [-f]  the last N (50) lines of worker output; -f follows\n"
+            "  events [--since SEQ] [-f]\n"
+            "                          lifecycle events (the last 1000, or those after SEQ);\n"
+            "                          -f follows\n"
             "  metrics [--json]        the combined metrics page\n"
             "\n"
             "options:\n"
@@ -453,6 +456,23 @@ static void ctl_print_log(json_t *rec, bool color)
            color && err ? CTL_RESET : "", msg);
 }
 
+/* One lifecycle event: time, seq, type, where, what. */
+static void ctl_print_event(json_t *ev, bool color)
+{
+    char where[128] = "drover";
+    if (json_is_string(json_object_get(ev, "app"))) {
+        if (json_is_integer(json_object_get(ev, "worker"))) {
+            snprintf(where, sizeof where, "%s/%.0f", ctl_string(ev, "app", "?"),
+                     ctl_number(ev, "worker"));
+        } else {
+            snprintf(where, sizeof where, "%s", ctl_string(ev, "app", "?"));
+        }
+    }
+    printf("%s%s #%.0f%s %s%-15s%s %s %s\n", color ? CTL_DIM : "", ctl_string(ev, "ts", "-"),
+           ctl_number(ev, "seq"), color ? CTL_RESET : "", color ? CTL_CYAN : "",
+           ctl_string(ev, "type", "?"), color ? CTL_RESET : "", where, ctl_string(ev, "msg", ""));
+}
+
 /* The reply's reason is the restart-accounting word of the metrics (SPEC section 6); a person
  * reads what was done. */
 static const char *ctl_replace_verb(const char *reason)
@@ -560,6 +580,12 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
         }
         break;
     case WIRE_CMD_LOGS:
+        return CTL_OK;
+    case WIRE_CMD_EVENTS:
+        if (ctl_number(reply, "lost") > 0) {
+            fprintf(stderr, "droverctl: %.0f earlier events are no longer kept\n",
+                    ctl_number(reply, "lost"));
+        }
         return CTL_OK;
     case WIRE_CMD_RELOAD:
     case WIRE_CMD_RESTART:
@@ -701,6 +727,11 @@ static int ctl_run(struct ctl *c)
                 json_t *log = json_object_get(msg, "log");
                 if (json_is_object(log)) {
                     ctl_print_log(log, c->color);
+                } else if (json_is_object(json_object_get(msg, "event"))) {
+                    ctl_print_event(json_object_get(msg, "event"), c->color);
+                } else if (json_object_get(msg, "lost")) {
+                    fprintf(stderr, "droverctl: %.0f events lost (not read fast enough)\n",
+                            ctl_number(msg, "lost"));
                 } else if (json_object_get(msg, "dropped")) {
                     fprintf(stderr, "droverctl: %.0f lines dropped (not read fast enough)\n",
                             ctl_number(msg, "dropped"));
@@ -735,7 +766,7 @@ static int ctl_run(struct ctl *c)
         if (c->req.cmd == WIRE_CMD_STOP && !c->req.app) {
             return ctl_wait_exit(c, pid, deadline);
         }
-        if (c->req.cmd == WIRE_CMD_LOGS && c->req.follow) {
+        if ((c->req.cmd == WIRE_CMD_LOGS || c->req.cmd == WIRE_CMD_EVENTS) && c->req.follow) {
             following = true;
             continue;
         }
@@ -804,7 +835,8 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
             options_done = true;
         } else if (strcmp(a, "--json") == 0) {
             c->json = true;
-        } else if (cmd == WIRE_CMD_LOGS && (strcmp(a, "-f") == 0 || strcmp(a, "--follow") == 0)) {
+        } else if ((cmd == WIRE_CMD_LOGS || cmd == WIRE_CMD_EVENTS) &&
+                   (strcmp(a, "-f") == 0 || strcmp(a, "--follow") == 0)) {
             c->req.follow = true;
         } else if (cmd == WIRE_CMD_LOGS &&
                    (strcmp(a, "-n") == 0 || strcmp(a, "--lines") == 0 ||
@@ -816,6 +848,14 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
             if (!v || ctl_parse_uint(v, &c->req.lines) < 0) {
                 return ctl_usage_error("logs: -n needs a number of lines");
             }
+        } else if (cmd == WIRE_CMD_EVENTS &&
+                   (strcmp(a, "--since") == 0 || strncmp(a, "--since=", 8) == 0)) {
+            const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
+            int since;
+            if (!v || ctl_parse_uint(v, &since) < 0) {
+                return ctl_usage_error("events: --since needs an event number (SEQ)");
+            }
+            c->req.since = since;
         } else {
             return ctl_usage_error("%s: unknown option '%s'", name, a);
         }
@@ -841,6 +881,7 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
         min = max = 2;
         break;
     case WIRE_CMD_METRICS:
+    case WIRE_CMD_EVENTS:
     case WIRE_CMD_COUNT:
         break;
     }
@@ -961,7 +1002,7 @@ int main(int argc, char **argv)
 
     struct sigaction sa = {.sa_handler = ctl_on_sigint};
     sigemptyset(&sa.sa_mask);
-    if (c.req.cmd == WIRE_CMD_LOGS && c.req.follow) {
+    if ((c.req.cmd == WIRE_CMD_LOGS || c.req.cmd == WIRE_CMD_EVENTS) && c.req.follow) {
         /* No SA_RESTART: poll() returns at once and the follow ends cleanly, exit 0. */
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);

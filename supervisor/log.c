@@ -373,7 +373,7 @@ static int log_emit(const char *line, size_t len)
     return 0;
 }
 
-static void log_timestamp(char *buf, size_t size)
+void log_timestamp(char *buf, size_t size)
 {
     struct timespec ts;
     struct tm tm;

@@ -68,6 +68,9 @@ json_t *log_json_text(const char *text, size_t len);
  */
 int log_worker_line(struct log_origin origin, bool is_stderr, const char *line, size_t len);
 
+/* Now as a record's "ts" shows it: 2026-01-02T03:04:05.678Z (40 bytes are enough). */
+void log_timestamp(char *buf, size_t size);
+
 /* Records drover had to drop because the reader was behind, over the process's life. */
 uint64_t log_dropped_total(void);
 

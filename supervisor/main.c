@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "config.h"
 #include "control.h"
+#include "events.h"
 #include "log.h"
 #include "master.h"
 #include "reconfig.h"
@@ -212,6 +213,7 @@ int main(int argc, char **argv)
         return MASTER_EXIT_STARTUP;
     }
     int status = master_run(cfg, &main_extensions);
+    events_clear();
     log_close();
     return status;
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "events.h"
 #include "log.h"
 #include "master.h"
 #include "reload.h"
@@ -119,7 +120,10 @@ int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn r
         if (r < 0) {
             char msg[1024];
             config_error_format(&err, msg, sizeof msg);
-            log_error("reload rejected, nothing changed: %s", msg);
+            event_record(EVENT_CONFIG_REJECTED, LOG_ERROR, LOG_MASTER,
+                         json_pack("{s:s, s:s, s:i, s:s}", "file", err.file, "key", err.key,
+                                   "line", (int)err.line, "error", err.message),
+                         "reload rejected, nothing changed: %s", msg);
             *ret_error = strdup(msg);
             return -EINVAL;
         }

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "app.h"
+#include "events.h"
 #include "log.h"
 #include "logbuf.h"
 #include "reloadstate.h"
@@ -230,9 +231,14 @@ static void reload_finish(struct reload *r, bool ok)
     }
     json_t *f = json_pack("{s:s, s:i, s:I}", "outcome", outcome, "generation",
                           (int)app->generation, "duration_ms", (json_int_t)(secs * 1000 + 0.5));
-    log_record(ok ? LOG_INFO : LOG_ERROR, reload_origin(r), f, "%s %s after %.0f ms%s%s",
-               reload_verb(r), ok ? "done" : outcome, secs * 1000, r->error ? ": " : "",
-               r->error ? r->error : "");
+    if (f) {
+        json_object_set_new(f, "result", json_string(ok ? "done" : "failed"));
+        json_object_set_new(f, "kind", json_string(reload_verb(r)));
+        json_object_set_new(f, "record", json_incref(res));
+    }
+    event_record(EVENT_RELOAD, ok ? LOG_INFO : LOG_ERROR, reload_origin(r), f,
+                 "%s %s after %.0f ms%s%s", reload_verb(r), ok ? "done" : outcome, secs * 1000,
+                 r->error ? ": " : "", r->error ? r->error : "");
     r->finished = true;
     reload_emit(r, res, true);
     app->host->ops->on_changed(app->host->owner, app);
@@ -614,8 +620,12 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
     }
     r->base.ops = &reload_replacement_ops;
     app->replacing = &r->base;
-    log_record(LOG_INFO, reload_origin(r), NULL, "%s started: %zu slot(s), batch %u, generation %u",
-               reload_verb(r), n, app->cfg->reload_batch, app->generation);
+    event_record(EVENT_RELOAD, LOG_INFO, reload_origin(r),
+                 json_pack("{s:s, s:s, s:s, s:I, s:i}", "result", "started", "kind",
+                           reload_verb(r), "reason", worker_reason_to_string(r->reason), "slots",
+                           (json_int_t)n, "generation", (int)app->generation),
+                 "%s started: %zu slot(s), batch %u, generation %u", reload_verb(r), n,
+                 app->cfg->reload_batch, app->generation);
     reload_next_batch(r);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "events.h"
 #include "log.h"
 #include "worker.h"
 
@@ -102,6 +103,13 @@ static void shutdown_log_phase(struct shutdown *s, bool end, const char *extra)
     if (end) {
         double ms = (ev_now(s->set->loop) - s->phase_started_at) * 1000.0;
         json_object_set_new(f, "duration_ms", json_integer((json_int_t)(ms + 0.5)));
+    }
+    if (!s->scope) { /* the supervisor's own: an app's stop and a retirement are not events */
+        json_object_set_new(f, "result", json_string(end ? "done" : "started"));
+        event_record(EVENT_SHUTDOWN_PHASE, LOG_INFO, shutdown_origin(s), f,
+                     "shutdown phase %s %s%s", wire_phase_to_string(s->phase),
+                     end ? "done" : "started", extra ? extra : "");
+        return;
     }
     log_record(LOG_INFO, shutdown_origin(s), f, "shutdown phase %s %s%s",
                wire_phase_to_string(s->phase), end ? "done" : "started", extra ? extra : "");

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "log.h"
 #include "logbuf.h"
 #include "metrics.h"
@@ -67,6 +68,25 @@ static struct ev_loop *worker_loop(const struct worker *w)
     return w->loop;
 }
 
+/* What an exit event says beyond the state: how it ended, how long it lived, whether drover had
+ * asked it to go. */
+static void worker_exit_facts(const struct worker *w, json_t *f)
+{
+    int st = w->wait_status;
+    if (WIFEXITED(st)) {
+        json_object_set_new(f, "exit_code", json_integer(WEXITSTATUS(st)));
+    } else if (WIFSIGNALED(st)) {
+        const char *name = sigabbrev_np(WTERMSIG(st));
+        json_object_set_new(f, "signal", json_string(name ? name : "?"));
+        json_object_set_new(f, "core_dumped", json_boolean(WCOREDUMP(st)));
+    }
+    json_object_set_new(f, "uptime_s", json_real(ev_now(worker_loop(w)) - w->started_at));
+    json_object_set_new(f, "asked", json_boolean(worker_was_asked(w)));
+    if (w->exec_failed) {
+        json_object_set_new(f, "exec_failed", json_true());
+    }
+}
+
 /* The one place a worker's state changes, and the one log record for it. */
 static void worker_set_state(struct worker *w, enum worker_state state, const char *why)
 {
@@ -76,8 +96,17 @@ static void worker_set_state(struct worker *w, enum worker_state state, const ch
     w->state = state;
     json_t *f = json_pack("{s:s, s:i}", "state", worker_state_to_string(state), "generation",
                           (int)w->generation);
-    log_record(state == WORKER_EXITED && !worker_was_asked(w) ? LOG_WARN : LOG_INFO,
-               worker_origin(w), f, "worker %s%s%s", worker_state_to_string(state),
+    enum log_level level = state == WORKER_EXITED && !worker_was_asked(w) ? LOG_WARN : LOG_INFO;
+    if (state == WORKER_READY || state == WORKER_EXITED) {
+        if (state == WORKER_EXITED && f) {
+            worker_exit_facts(w, f);
+        }
+        event_record(state == WORKER_READY ? EVENT_WORKER_READY : EVENT_WORKER_EXIT, level,
+                     worker_origin(w), f, "worker %s%s%s", worker_state_to_string(state),
+                     why ? ": " : "", why ? why : "");
+        return;
+    }
+    log_record(level, worker_origin(w), f, "worker %s%s%s", worker_state_to_string(state),
                why ? ": " : "", why ? why : "");
 }
 
@@ -872,7 +901,8 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
         ev_timer_start(loop, &w->timer_w);
     }
     json_t *f = json_pack("{s:s, s:i}", "state", "starting", "generation", (int)w->generation);
-    log_record(LOG_INFO, worker_origin(w), f, "worker starting: %s", cfg->command);
+    event_record(EVENT_WORKER_START, LOG_INFO, worker_origin(w), f, "worker starting: %s",
+                 cfg->command);
     *ret = w;
     w = NULL;
     r = 0;

@@ -295,7 +295,7 @@ static void test_enum_strings(void **state)
     static const char *const phases[] = {"initiated", "drain", "save", "close", "cleanup",
                                          "complete"};
     static const char *const cmds[] = {"status", "reload", "restart", "scale",
-                                       "stop",   "start",  "metrics", "logs"};
+                                       "stop",   "start",  "metrics", "logs", "events"};
     enum wire_phase p;
     enum wire_cmd c;
     enum wire_type t;
@@ -352,6 +352,7 @@ static void request_round_trip(const struct wire_request *req, const char *expec
     assert_int_equal(back.relative, req->relative);
     assert_int_equal(back.lines, req->lines);
     assert_int_equal(back.follow, req->follow);
+    assert_int_equal(back.since, req->since);
     if (req->cmd == WIRE_CMD_METRICS) {
         assert_string_equal(back.format, req->format ? req->format : "text");
     } else {
@@ -394,6 +395,13 @@ static void test_request_round_trips(void **state)
     request_round_trip(&q, "{\"cmd\":\"logs\",\"app\":\"web\",\"lines\":50,\"follow\":true}\n");
     wire_request_init(&q, WIRE_CMD_LOGS);
     request_round_trip(&q, "{\"cmd\":\"logs\"}\n");
+
+    wire_request_init(&q, WIRE_CMD_EVENTS);
+    q.since = 4000000000LL;
+    q.follow = true;
+    request_round_trip(&q, "{\"cmd\":\"events\",\"since\":4000000000,\"follow\":true}\n");
+    wire_request_init(&q, WIRE_CMD_EVENTS);
+    request_round_trip(&q, "{\"cmd\":\"events\"}\n");
 
     wire_request_init(&q, WIRE_CMD_METRICS);
     q.format = "json";
@@ -474,6 +482,9 @@ static void test_request_rejects(void **state)
         {"{\"cmd\":\"scale\",\"count\":1}", "missing \"app\""},
         {"{\"cmd\":\"logs\",\"lines\":-5}", "\"lines\" must be an integer >= 0"},
         {"{\"cmd\":\"logs\",\"follow\":\"yes\"}", "\"follow\" must be a boolean"},
+        {"{\"cmd\":\"events\",\"since\":-1}", "\"since\" must be an integer >= 0"},
+        {"{\"cmd\":\"events\",\"since\":1.5}", "\"since\" must be an integer >= 0"},
+        {"{\"cmd\":\"events\",\"follow\":1}", "\"follow\" must be a boolean"},
         {"{\"cmd\":\"metrics\",\"format\":\"xml\"}", "\"format\" must be \"text\" or \"json\""},
         {"{\"cmd\":\"metrics\",\"format\":false}", "\"format\" must be \"text\" or \"json\""},
     };

@@ -51,6 +51,7 @@ static const char *const cmd_names[WIRE_CMD_COUNT] = {
     [WIRE_CMD_START] = "start",
     [WIRE_CMD_METRICS] = "metrics",
     [WIRE_CMD_LOGS] = "logs",
+    [WIRE_CMD_EVENTS] = "events",
 };
 
 /* Looks s up in a table of names; the index is the enum value. */
@@ -613,6 +614,21 @@ int wire_request_parse(const char *line, size_t len, struct wire_request *ret,
             goto out;
         }
         break;
+    case WIRE_CMD_EVENTS:
+        r = member_int(root, "since", 0, INT64_MAX, &i);
+        if (r < 0) {
+            error = "\"since\" must be an integer >= 0";
+            goto out;
+        }
+        if (r == 1) {
+            q.since = (int64_t)i;
+        }
+        if (member_bool(root, "follow", &q.follow) < 0) {
+            r = -EPROTO;
+            error = "\"follow\" must be a boolean";
+            goto out;
+        }
+        break;
     case WIRE_CMD_METRICS:
         r = take_format(root, true, &q.format);
         if (r < 0) {
@@ -678,6 +694,14 @@ char *wire_request_format(const struct wire_request *req, size_t *ret_len)
     case WIRE_CMD_LOGS:
         if (req->lines >= 0) {
             r = set_new(obj, "lines", json_integer(req->lines));
+        }
+        if (r == 0 && req->follow) {
+            r = set_new(obj, "follow", json_true());
+        }
+        break;
+    case WIRE_CMD_EVENTS:
+        if (req->since > 0) {
+            r = set_new(obj, "since", json_integer((json_int_t)req->since));
         }
         if (r == 0 && req->follow) {
             r = set_new(obj, "follow", json_true());

@@ -120,6 +120,7 @@ enum wire_cmd {
     WIRE_CMD_START,
     WIRE_CMD_METRICS,
     WIRE_CMD_LOGS,
+    WIRE_CMD_EVENTS,
     WIRE_CMD_COUNT,
 };
 
@@ -130,7 +131,8 @@ struct wire_request {
     int count;      /* scale: the number, or the delta when relative */
     bool relative;  /* scale: "+N" / "-N" */
     int lines;      /* logs: how many recent lines; -1 = the default */
-    bool follow;    /* logs: keep streaming */
+    bool follow;    /* logs, events: keep streaming */
+    int64_t since;  /* events: only those after this seq; 0 = every one kept */
     char *format;   /* metrics: "text" (default) or "json" */
 };
 
@@ -147,6 +149,7 @@ void wire_request_init(struct wire_request *req, enum wire_cmd cmd);
  *   restart                app required, slot optional (>= 0)
  *   scale                  app and count required; relative optional; count >= 0 unless relative
  *   logs                   app optional, lines optional (>= 0), follow optional
+ *   events                 app optional, since optional (>= 0), follow optional
  *   metrics                format optional: "text" (the default, always filled in) or "json"
  * "app" must be a non-empty string of at most WIRE_NAME_MAX bytes; JSON null counts as absent.
  * Integers must be JSON integers that fit an int. The request's strings are released by
