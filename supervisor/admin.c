@@ -34,6 +34,7 @@
 #include "app.h"
 #include "listener.h"
 #include "events.h"
+#include "hooks.h"
 #include "log.h"
 #include "logbuf.h"
 #include "master.h"
@@ -215,7 +216,9 @@ static int own_build(struct master *m, struct own *o)
      * series. Per slot's worker: the four drover_worker_* series. Then five single series. */
     size_t per_app = sizeof worker_states / sizeof worker_states[0] + WORKER_REASON_COUNT + 2 +
                      1 + 1 + 1 + METRICS_REFUSED_COUNT + 1 + 1;
-    o->cap_samples = m->n_apps * per_app + 4 * n_workers + 8 + EVENT__COUNT;
+    const struct hooks_stat *hooks_seen;
+    o->cap_samples = m->n_apps * per_app + 4 * n_workers + 8 + EVENT__COUNT +
+                     4 * hooks_stats(&hooks_seen);
     o->samples = calloc(o->cap_samples, sizeof *o->samples);
     o->labels = calloc(2 * o->cap_samples, sizeof *o->labels);
     o->cap_texts = n_workers + 1;
@@ -388,6 +391,20 @@ static int own_build(struct master *m, struct own *o)
     own_sample(o, (double)log_dropped_total(), NULL, NULL, NULL, NULL);
     own_family(o, "drover_build_info", PROM_GAUGE, "drover's version; always 1.");
     own_sample(o, 1, "version", DROVER_VERSION, NULL, NULL);
+    const struct hooks_stat *hs;
+    size_t n_hooks = hooks_stats(&hs);
+    own_family(o, "drover_hook_runs_total", PROM_COUNTER,
+               "Hook runs (a command, or a webhook with its retries) by result.");
+    for (size_t i = 0; i < n_hooks; i++) {
+        own_sample(o, (double)hs[i].ok, "hook", hs[i].name, "result", "ok");
+        own_sample(o, (double)hs[i].failed, "hook", hs[i].name, "result", "failed");
+        own_sample(o, (double)hs[i].timeout, "hook", hs[i].name, "result", "timeout");
+    }
+    own_family(o, "drover_hook_dropped_total", PROM_COUNTER,
+               "Events a hook dropped because its queue was full.");
+    for (size_t i = 0; i < n_hooks; i++) {
+        own_sample(o, (double)hs[i].dropped, "hook", hs[i].name, NULL, NULL);
+    }
     own_family(o, "drover_events_total", PROM_COUNTER, "Lifecycle events recorded, by type.");
     for (int t = 0; t < EVENT__COUNT; t++) {
         own_sample(o, (double)events_total((enum event_type)t), "type",

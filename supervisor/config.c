@@ -35,7 +35,7 @@
 #define DEFAULT_ADMIN_LISTEN "127.0.0.1:9100"
 #define DEFAULT_CGROUP_CPU_MAX "/sys/fs/cgroup/cpu.max"
 
-enum section_kind { SECTION_NONE, SECTION_SUPERVISOR, SECTION_APP };
+enum section_kind { SECTION_NONE, SECTION_SUPERVISOR, SECTION_APP, SECTION_HOOK };
 
 struct config_loader;
 
@@ -69,6 +69,7 @@ struct config_loader {
     unsigned admin_line;   /* where admin_listen was set; 0 = default or command line */
     enum section_kind section;
     size_t app; /* index of the current app when section == SECTION_APP */
+    unsigned hook_seen[CONFIG_HOOKS_MAX][8]; /* line of each key of hook_keys[] per hook */
     const char *key;
 
     bool failed;
@@ -286,6 +287,13 @@ void config_free(struct config *cfg)
         app_done(&cfg->apps[i]);
     }
     free(cfg->apps);
+    for (size_t i = 0; i < cfg->n_hooks; i++) {
+        struct config_hook *k = &cfg->hooks[i];
+        free(k->name);
+        free(k->exec);
+        parse_argv_free(k->argv);
+        free(k->url);
+    }
     free(cfg->path);
     free(cfg->control_socket);
     free(cfg->admin_listen);
@@ -691,6 +699,127 @@ static int set_env(struct config_loader *l, void *obj, size_t off, const char *v
     return 0;
 }
 
+/* ---- hooks (SPEC section 11) ---- */
+
+/* events = TYPE TYPE ...  or "*" for every type. */
+static int set_hook_events(struct config_loader *l, void *obj, size_t off, const char *value)
+{
+    struct config_hook *k = obj;
+    (void)off;
+    k->events = 0;
+    const char *p = value;
+    while (*p) {
+        size_t n = strcspn(p, " \t,");
+        if (n > 0) {
+            char word[32];
+            if (n == 1 && p[0] == '*') {
+                k->events = EVENT_MASK_ALL;
+            } else if (n >= sizeof word) {
+                return loader_fail(l, "'%.*s' is not an event type", (int)n, p);
+            } else {
+                memcpy(word, p, n);
+                word[n] = '\0';
+                int t = event_type_from_string(word);
+                if (t < 0) {
+                    return loader_fail(l, "'%s' is not an event type; expected e.g. crash_loop, "
+                                          "worker_exit, reload, or *", word);
+                }
+                k->events |= (event_mask)1 << t;
+            }
+        }
+        p += n;
+        p += strspn(p, " \t,");
+    }
+    if (!k->events) {
+        return loader_fail(l, "no event type; expected e.g. crash_loop worker_hung, or *");
+    }
+    return 0;
+}
+
+static int set_hook_exec(struct config_loader *l, void *obj, size_t off, const char *value)
+{
+    struct config_hook *k = obj;
+    const char *why = "is invalid";
+    char **argv = NULL;
+    (void)off;
+    if (parse_argv(value, &argv, &why) < 0) {
+        return loader_fail(l, "'%s' %s", value, why);
+    }
+    if (!argv[0]) {
+        parse_argv_free(argv);
+        return loader_fail(l, "is empty; expected a command");
+    }
+    char *copy = strdup(value);
+    if (!copy) {
+        parse_argv_free(argv);
+        return loader_oom(l);
+    }
+    free(k->exec);
+    parse_argv_free(k->argv);
+    k->exec = copy;
+    k->argv = argv;
+    return 0;
+}
+
+static int set_hook_url(struct config_loader *l, void *obj, size_t off, const char *value)
+{
+    struct config_hook *k = obj;
+    (void)off;
+    if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
+        return loader_fail(l, "'%s' is not an http:// or https:// URL", value);
+    }
+    return set_string(l, &k->url, value);
+}
+
+static int set_hook_retries(struct config_loader *l, void *obj, size_t off, const char *value)
+{
+    const char *why = "is invalid";
+    long n;
+    if (parse_long(value, 0, 100, &n, &why) < 0) {
+        return loader_fail(l, "'%s' %s; expected 0 to 100", value, why);
+    }
+    *FIELD(obj, off, unsigned) = (unsigned)n;
+    return 0;
+}
+
+static int loader_add_hook(struct config_loader *l, const char *name, size_t len)
+{
+    struct config *cfg = l->cfg;
+    if (len == 0) {
+        return loader_fail(l, "hook name is empty; expected [hook:NAME]");
+    }
+    if (len > CONFIG_APP_NAME_MAX) {
+        return loader_fail(l, "hook name '%.*s' is too long; at most %d characters", (int)len,
+                           name, CONFIG_APP_NAME_MAX);
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!config_app_name_char_is_valid(name[i])) {
+            return loader_fail(l,
+                               "hook name '%.*s' has '%c'; expected letters, digits, '_', '.', '-'",
+                               (int)len, name, name[i]);
+        }
+    }
+    for (size_t i = 0; i < cfg->n_hooks; i++) {
+        if (strlen(cfg->hooks[i].name) == len && memcmp(cfg->hooks[i].name, name, len) == 0) {
+            return loader_fail(l, "hook '%.*s' is already defined at line %u", (int)len, name,
+                               cfg->hooks[i].line);
+        }
+    }
+    if (cfg->n_hooks == CONFIG_HOOKS_MAX) {
+        return loader_fail(l, "too many hooks; at most %d", CONFIG_HOOKS_MAX);
+    }
+    struct config_hook *k = &cfg->hooks[cfg->n_hooks];
+    *k = (struct config_hook){.timeout_ms = 10000, .retries = 3, .line = l->rd.lineno};
+    k->name = strndup(name, len);
+    if (!k->name) {
+        return loader_oom(l);
+    }
+    memset(l->hook_seen[cfg->n_hooks], 0, sizeof l->hook_seen[cfg->n_hooks]);
+    cfg->n_hooks++;
+    l->section = SECTION_HOOK;
+    return 0;
+}
+
 /* ---- the keys (SPEC section 3) ---- */
 
 static const struct key_def supervisor_keys[] = {
@@ -733,6 +862,18 @@ static const struct key_def app_keys[] = {
     {NULL, NULL, 0, false},
 };
 
+static const struct key_def hook_keys[] = {
+    {"events", set_hook_events, offsetof(struct config_hook, events), false},
+    {"exec", set_hook_exec, offsetof(struct config_hook, exec), false},
+    {"url", set_hook_url, offsetof(struct config_hook, url), false},
+    {"timeout", set_duration_positive, offsetof(struct config_hook, timeout_ms), false},
+    {"retries", set_hook_retries, offsetof(struct config_hook, retries), false},
+    {NULL, NULL, 0, false},
+};
+
+_Static_assert(sizeof hook_keys / sizeof hook_keys[0] <=
+                   sizeof((struct config_loader *)0)->hook_seen[0] / sizeof(unsigned),
+               "hook_seen too small");
 _Static_assert(sizeof supervisor_keys / sizeof supervisor_keys[0] <=
                    sizeof((struct config_loader *)0)->sup_seen / sizeof(unsigned),
                "sup_seen too small");
@@ -877,8 +1018,11 @@ static int loader_begin_section(struct config_loader *l, const char *name, size_
     if (len >= 4 && memcmp(name, "app:", 4) == 0) {
         return loader_add_app(l, name + 4, len - 4, l->rd.lineno);
     }
-    return loader_fail(l, "unknown section [%.*s]; expected [supervisor] or [app:NAME]", (int)len,
-                       name);
+    if (len >= 5 && memcmp(name, "hook:", 5) == 0) {
+        return loader_add_hook(l, name + 5, len - 5);
+    }
+    return loader_fail(l, "unknown section [%.*s]; expected [supervisor], [app:NAME] or "
+                          "[hook:NAME]", (int)len, name);
 }
 
 /* ---- what the reader tells the loader ---- */
@@ -906,6 +1050,7 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
     const struct key_def *table;
     unsigned *seen;
     void *obj;
+    bool is_hook = false;
 
     if (l->failed) {
         return 0;
@@ -943,6 +1088,13 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
         obj = &l->cfg->apps[l->app];
         section = NULL;
         break;
+    case SECTION_HOOK:
+        table = hook_keys;
+        seen = l->hook_seen[l->cfg->n_hooks - 1];
+        obj = &l->cfg->hooks[l->cfg->n_hooks - 1];
+        section = l->cfg->hooks[l->cfg->n_hooks - 1].name;
+        is_hook = true;
+        break;
     case SECTION_NONE:
     default:
         loader_fail(l, "key outside any section; expected it under [supervisor] or [app:NAME]");
@@ -953,7 +1105,9 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
     if (!table[i].name) {
         const char *hint = key_suggest(table, name);
         char where[CONFIG_APP_NAME_MAX + 8];
-        if (section) {
+        if (is_hook) {
+            snprintf(where, sizeof where, "[hook:%s]", section);
+        } else if (section) {
             snprintf(where, sizeof where, "[%s]", section);
         } else {
             snprintf(where, sizeof where, "[app:%s]", l->cfg->apps[l->app].name);
@@ -984,6 +1138,20 @@ static int loader_finish(struct config_loader *l)
     if (cfg->n_apps == 0) {
         return loader_fail_at(l, -EINVAL, 0, "",
                               "no app; expected at least one [app:NAME] section with a command");
+    }
+    for (size_t i = 0; i < cfg->n_hooks; i++) {
+        const struct config_hook *k = &cfg->hooks[i];
+        if (!k->events) {
+            return loader_fail_at(l, -EINVAL, k->line, "events",
+                                  "hook '%s' has no events; expected e.g. events = crash_loop",
+                                  k->name);
+        }
+        if (!k->exec == !k->url) {
+            unsigned line = l->hook_seen[i][key_index(hook_keys, "url")];
+            return loader_fail_at(l, -EINVAL, k->exec ? line : k->line, k->exec ? "url" : "exec",
+                                  "hook '%s' needs exactly one of exec = COMMAND and url = URL",
+                                  k->name);
+        }
     }
     for (size_t i = 0; i < cfg->n_apps; i++) {
         struct config_app *a = &cfg->apps[i];

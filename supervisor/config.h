@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "eventtype.h"
 #include "parse.h"
 
 /*
@@ -66,6 +67,21 @@ struct config_app {
     unsigned line;              /* where [app:NAME] stands (0 for the quick start) */
 };
 
+/* A [hook:NAME] section (SPEC section 11): what runs for which events. */
+struct config_hook {
+    char *name;
+    event_mask events;          /* the types it acts on */
+    char *exec;                 /* as written; NULL for a webhook */
+    char **argv;                /* split from exec */
+    char *url;                  /* http:// or https://; NULL for a command */
+    uint64_t timeout_ms;        /* per run or request */
+    unsigned retries;           /* url: further tries after a failed one */
+    unsigned line;
+};
+
+/* The most hooks a config may name, and the most a hook's events may queue. */
+#define CONFIG_HOOKS_MAX 16
+
 struct config {
     char *path;                 /* NULL for the quick start */
     char *control_socket;       /* resolved, never NULL */
@@ -83,6 +99,8 @@ struct config {
     uint64_t cleanup_timeout_ms;
     struct config_app *apps;
     size_t n_apps;
+    struct config_hook hooks[CONFIG_HOOKS_MAX];
+    size_t n_hooks;
     unsigned refs;              /* extra references; see config_ref() */
 };
 

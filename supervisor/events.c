@@ -11,21 +11,7 @@
 #include "bytebuf.h"
 #include "log.h"
 
-static const char *const event_names[EVENT__COUNT] = {
-    [EVENT_WORKER_START] = "worker_start",
-    [EVENT_WORKER_READY] = "worker_ready",
-    [EVENT_WORKER_EXIT] = "worker_exit",
-    [EVENT_WORKER_HUNG] = "worker_hung",
-    [EVENT_CRASH_LOOP] = "crash_loop",
-    [EVENT_CRASH_LOOP_END] = "crash_loop_end",
-    [EVENT_MEMORY_LIMIT] = "memory_limit",
-    [EVENT_RECYCLE] = "recycle",
-    [EVENT_RELOAD] = "reload",
-    [EVENT_SCALE] = "scale",
-    [EVENT_CONFIG_REJECTED] = "config_rejected",
-    [EVENT_SHUTDOWN_PHASE] = "shutdown_phase",
-    [EVENT_UPGRADE] = "upgrade",
-};
+
 
 static struct {
     struct event ring[EVENTS_RING_MAX];   /* seq s at ring[(s - 1) % EVENTS_RING_MAX] */
@@ -34,21 +20,6 @@ static struct {
     struct event_follower *followers;
 } E;
 
-const char *event_type_to_string(enum event_type type)
-{
-    return (unsigned)type < EVENT__COUNT ? event_names[type] : NULL;
-}
-
-int event_type_from_string(const char *s)
-{
-    for (int i = 0; i < EVENT__COUNT; i++) {
-        if (strcmp(s, event_names[i]) == 0) {
-            return i;
-        }
-    }
-    return -1;
-}
-
 /* The event as a line: seq, ts, type and the origin first, then msg and the facts. */
 static char *event_line(uint64_t seq, enum event_type type, struct log_origin origin,
                         const char *msg, json_t *fields, size_t *ret_len)
@@ -56,7 +27,7 @@ static char *event_line(uint64_t seq, enum event_type type, struct log_origin or
     char ts[40];
     log_timestamp(ts, sizeof ts);
     json_t *obj = json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)seq, "ts", ts, "type",
-                            event_names[type]);
+                            event_type_to_string(type));
     if (!obj) {
         return NULL;
     }
@@ -98,7 +69,7 @@ uint64_t event_record(enum event_type type, enum log_level level, struct log_ori
     json_t *rec = fields ? fields : json_object();
     if (rec) {
         /* "event" alone already names a state machine's input in other records. */
-        json_object_set_new(rec, "event_type", json_string(event_names[type]));
+        json_object_set_new(rec, "event_type", json_string(event_type_to_string(type)));
         json_object_set_new(rec, "seq", json_integer((json_int_t)seq));
     }
     log_record(level, origin, rec, "%s", msg);

@@ -17,26 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "eventtype.h"
 #include "logline.h"
 
 #define EVENTS_RING_MAX 1000
 
-enum event_type {
-    EVENT_WORKER_START,
-    EVENT_WORKER_READY,
-    EVENT_WORKER_EXIT,
-    EVENT_WORKER_HUNG,
-    EVENT_CRASH_LOOP,       /* a slot entered backoff after repeated fast crashes */
-    EVENT_CRASH_LOOP_END,   /* its worker lived past min_uptime again */
-    EVENT_MEMORY_LIMIT,
-    EVENT_RECYCLE,
-    EVENT_RELOAD,           /* result: started, done, failed */
-    EVENT_SCALE,
-    EVENT_CONFIG_REJECTED,
-    EVENT_SHUTDOWN_PHASE,
-    EVENT_UPGRADE,
-    EVENT__COUNT,
-};
+
 
 struct event {
     uint64_t seq;
@@ -78,9 +64,3 @@ uint64_t events_last_seq(void);
 
 /* Frees the ring (at exit; followers must be gone). */
 void events_clear(void);
-
-/* "worker_exit", ...; NULL out of range. */
-const char *event_type_to_string(enum event_type type);
-
-/* The type named s, or -1. */
-int event_type_from_string(const char *s);

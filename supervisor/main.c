@@ -15,6 +15,7 @@
 #include "config.h"
 #include "control.h"
 #include "events.h"
+#include "hooks.h"
 #include "log.h"
 #include "master.h"
 #include "reconfig.h"
@@ -88,10 +89,24 @@ static void main_close_sdnotify(void *part)
     sdnotify_close(part);
 }
 
+static int main_open_hooks(struct master *m, void **ret)
+{
+    struct hooks *h = NULL;
+    int r = hooks_open(m, &h);
+    *ret = h;
+    return r;
+}
+
+static void main_close_hooks(void *part)
+{
+    hooks_close(part);
+}
+
 static const struct master_part main_parts[] = {
     {main_open_sdnotify, main_close_sdnotify},
     {main_open_control, main_close_control},
     {main_open_admin, main_close_admin},
+    {main_open_hooks, main_close_hooks},
 };
 
 /* SIGHUP: as `droverctl reload` without an app name, with nobody to report to. */

@@ -311,7 +311,8 @@ def ini(supervisor=None, apps=None):
     if supervisor is not None:
         section("supervisor", supervisor)
     for name, items in (apps or {}).items():
-        section(f"app:{name}", items)
+        # "hook:NAME" (and any other KIND:NAME) is a section of its own; an app name has no ':'.
+        section(name if ":" in name else f"app:{name}", items)
     return "\n".join(lines) + "\n"
 
 

@@ -277,7 +277,7 @@ static void test_bad_files(void **state)
     } cases[] = {
         {"bad_unknown_key.ini", 7, "wrokers", "unknown key in [app:web]; did you mean workers?"},
         {"bad_unknown_section.ini", 4, "",
-         "unknown section [sevrer]; expected [supervisor] or [app:NAME]"},
+         "unknown section [sevrer]; expected [supervisor], [app:NAME] or [hook:NAME]"},
         {"bad_duration.ini", 4, "restart_delay", "'10' has no unit; expected e.g. 250ms, 30s, 5m"},
         {"bad_duplicate_key.ini", 5, "workers", "given twice in one section (first at line 3)"},
         {"bad_duplicate_app.ini", 7, "", "app 'web' is already defined at line 1"},
@@ -483,6 +483,46 @@ static void test_listen_limit(void **state)
     config_free(cfg);
     free(two);
     free(text);
+}
+
+static void test_hooks(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("[app:a]\ncommand = x\n"
+                                 "[hook:pager]\nevents = crash_loop, worker_hung reload\n"
+                                 "exec = /usr/local/bin/page-me --team web\ntimeout = 2s\n"
+                                 "[hook:hook.all]\nevents = *\nurl = http://127.0.0.1:9/a\n");
+    assert_int_equal(cfg->n_hooks, 2);
+    const struct config_hook *k = &cfg->hooks[0];
+    assert_string_equal(k->name, "pager");
+    assert_int_equal(k->events, (1u << EVENT_CRASH_LOOP) | (1u << EVENT_WORKER_HUNG) |
+                                    (1u << EVENT_RELOAD));
+    assert_string_equal(k->argv[0], "/usr/local/bin/page-me");
+    assert_string_equal(k->argv[2], "web");
+    assert_null(k->url);
+    assert_int_equal(k->timeout_ms, 2000);
+    assert_int_equal(k->retries, 3);
+    assert_int_equal(k->line, 3);
+    assert_int_equal(cfg->hooks[1].events, EVENT_MASK_ALL);
+    assert_string_equal(cfg->hooks[1].url, "http://127.0.0.1:9/a");
+    assert_null(cfg->hooks[1].exec);
+    assert_int_equal(cfg->hooks[1].timeout_ms, 10000);
+    config_free(cfg);
+
+    load_bad("[app:a]\ncommand = x\n[hook:p]\nevents = crash_lop\nexec = y\n", 4, "events",
+             "'crash_lop' is not an event type");
+    load_bad("[app:a]\ncommand = x\n[hook:p]\nexec = y\n", 3, "events", "has no events");
+    load_bad("[app:a]\ncommand = x\n[hook:p]\nevents = *\n", 3, "exec",
+             "needs exactly one of exec = COMMAND and url = URL");
+    load_bad("[app:a]\ncommand = x\n[hook:p]\nevents = *\nexec = y\nurl = http://h/\n", 6,
+             "url", "needs exactly one of exec");
+    load_bad("[app:a]\ncommand = x\n[hook:p]\nevents = *\nurl = ftp://h/\n", 5, "url",
+             "is not an http:// or https:// URL");
+    load_bad("[app:a]\ncommand = x\n[hook:p]\nevents = *\nexec = y\nretrys = 2\n", 6, "retrys",
+             "unknown key in [hook:p]; did you mean retries?");
+    load_bad("[app:a]\ncommand = x\n[hook:p]\nevents = *\nexec = y\n[hook:p]\n", 6, "",
+             "hook 'p' is already defined at line 3");
+    load_bad("[app:a]\ncommand = x\n[hook:]\n", 3, "", "hook name is empty");
 }
 
 static void test_bad_values(void **state)
@@ -1204,6 +1244,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_duplicate_listen),
         cmocka_unit_test(test_listen_limit),
+        cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_restart_delay_order),
         cmocka_unit_test(test_optional_values),
