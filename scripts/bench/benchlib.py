@@ -346,7 +346,9 @@ def clean_env(extra=None):
 
 def ini_text(supervisor, apps):
     lines = ["; written by scripts/bench"]
-    for name, items in [("supervisor", supervisor)] + [(f"app:{k}", v) for k, v in apps.items()]:
+    # "hook:NAME" is a section of its own; an app name has no ':'.
+    sections = [(k if ":" in k else f"app:{k}", v) for k, v in apps.items()]
+    for name, items in [("supervisor", supervisor)] + sections:
         lines.append(f"[{name}]")
         for k, v in items.items():
             for item in (v if isinstance(v, (list, tuple)) else [v]):
@@ -398,7 +400,7 @@ class Drover:
                 port = free_port()
                 app["listen"] = f"127.0.0.1:{port}"
         self.ports = {k: int(v["listen"].rsplit(":", 1)[1]) for k, v in apps.items()
-                      if "listen" in v}
+                      if "listen" in v and ":" not in k}
         self.config = self.dir / "drover.ini"
         self.config.write_text(ini_text(sup, apps))
         self.out_path = self.dir / "drover.out"
