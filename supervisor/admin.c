@@ -204,6 +204,15 @@ static unsigned app_count_state(const struct app *app, size_t state)
     return n;
 }
 
+static size_t admin_listener_count(const struct master *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        n += m->apps[i]->n_listeners;
+    }
+    return n;
+}
+
 /* Describes drover's own families into o. Returns 0 or -ENOMEM. */
 static int own_build(struct master *m, struct own *o)
 {
@@ -218,7 +227,7 @@ static int own_build(struct master *m, struct own *o)
                      1 + 1 + 1 + METRICS_REFUSED_COUNT + 1 + 1;
     const struct hooks_stat *hooks_seen;
     o->cap_samples = m->n_apps * per_app + 4 * n_workers + 8 + EVENT__COUNT +
-                     4 * hooks_stats(&hooks_seen);
+                     4 * hooks_stats(&hooks_seen) + 2 * admin_listener_count(m);
     o->samples = calloc(o->cap_samples, sizeof *o->samples);
     o->labels = calloc(2 * o->cap_samples, sizeof *o->labels);
     o->cap_texts = n_workers + 1;
@@ -391,6 +400,28 @@ static int own_build(struct master *m, struct own *o)
     own_sample(o, (double)log_dropped_total(), NULL, NULL, NULL, NULL);
     own_family(o, "drover_build_info", PROM_GAUGE, "drover's version; always 1.");
     own_sample(o, 1, "version", DROVER_VERSION, NULL, NULL);
+    own_family(o, "drover_listen_queue_length", PROM_GAUGE,
+               "Connections in the accept queue of the app's listening socket (TCP).");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        for (size_t j = 0; j < m->apps[i]->n_listeners; j++) {
+            unsigned len, limit;
+            const struct listener *l = &m->apps[i]->listeners[j];
+            if (listener_queue(l, &len, &limit) == 0) {
+                own_sample(o, len, "app", m->apps[i]->name, "listen", l->addr.text);
+            }
+        }
+    }
+    own_family(o, "drover_listen_queue_limit", PROM_GAUGE,
+               "The accept queue's limit (the backlog as the kernel applies it).");
+    for (size_t i = 0; i < m->n_apps; i++) {
+        for (size_t j = 0; j < m->apps[i]->n_listeners; j++) {
+            unsigned len, limit;
+            const struct listener *l = &m->apps[i]->listeners[j];
+            if (listener_queue(l, &len, &limit) == 0) {
+                own_sample(o, limit, "app", m->apps[i]->name, "listen", l->addr.text);
+            }
+        }
+    }
     const struct hooks_stat *hs;
     size_t n_hooks = hooks_stats(&hs);
     own_family(o, "drover_hook_runs_total", PROM_COUNTER,

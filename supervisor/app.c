@@ -538,6 +538,15 @@ int app_listeners_add(struct app *app, const struct config_app *cfg,
             }
             return r;
         }
+        const struct listener *nl = &app->listeners[app->n_listeners];
+        if (nl->somaxconn > 0 && nl->backlog > nl->somaxconn) {
+            log_record(LOG_WARN, app_origin(app, -1),
+                       json_pack("{s:s, s:i, s:i}", "listen", nl->addr.text, "backlog",
+                                 nl->backlog, "somaxconn", nl->somaxconn),
+                       "listen %s: backlog %d is cut to %d by net.core.somaxconn; raise it "
+                       "(sysctl) for a longer accept queue", nl->addr.text, nl->backlog,
+                       nl->somaxconn);
+        }
         app->n_listeners++;
     }
     return 0;

@@ -624,9 +624,28 @@ static int set_listen(struct config_loader *l, void *obj, size_t off, const char
                            "(its workers get them as fds 3 to %d)",
                            value, CONFIG_LISTEN_MAX, 3 + CONFIG_LISTEN_MAX - 1);
     }
-    if (parse_address(value, &addr, &why) < 0) {
+    /* listen = ADDRESS [backlog=N]: the accept queue the kernel keeps for it (SPEC section 13). */
+    char spec[sizeof addr.text + 32];
+    const char *opt = strstr(value, " backlog=");
+    long backlog = 0;
+    if (opt) {
+        if (parse_long(opt + strlen(" backlog="), 1, 65535, &backlog, &why) < 0) {
+            return loader_fail(l, "'%s': backlog %s; expected 1 to 65535", value, why);
+        }
+        size_t n = (size_t)(opt - value);
+        while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) {
+            n--;
+        }
+        if (n >= sizeof spec) {
+            return loader_fail(l, "'%s' is too long for an address", value);
+        }
+        memcpy(spec, value, n);
+        spec[n] = '\0';
+    }
+    if (parse_address(opt ? spec : value, &addr, &why) < 0) {
         return loader_fail(l, "'%s' %s", value, why);
     }
+    addr.backlog = (int)backlog;
     if (listen_find(l, addr.text, &owner, &line)) {
         if (strcmp(owner, a->name) == 0) {
             return loader_fail(l, "'%s' is already listed at line %u", value, line);

@@ -304,7 +304,7 @@ static void ctl_format_bytes(double b, char *buf, size_t size)
     }
 }
 
-#define CTL_COLS 9
+#define CTL_COLS 10
 
 struct ctl_table {
     char *(*cells)[CTL_COLS];
@@ -390,11 +390,32 @@ static const char *ctl_string(json_t *obj, const char *key, const char *dflt)
     return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
+/* The accept queue of an app's TCP listeners, summed: "3/4096", or "-" when it has none. */
+static void ctl_format_queue(json_t *listen, char *buf, size_t size)
+{
+    double len = 0, limit = 0;
+    bool any = false;
+    size_t i;
+    json_t *l;
+    json_array_foreach(listen, i, l) {
+        if (json_is_integer(json_object_get(l, "queue"))) {
+            any = true;
+            len += ctl_number(l, "queue");
+            limit += ctl_number(l, "limit");
+        }
+    }
+    if (any) {
+        snprintf(buf, size, "%.0f/%.0f", len, limit);
+    } else {
+        snprintf(buf, size, "-");
+    }
+}
+
 static int ctl_print_status(json_t *reply, bool color)
 {
-    static const char *const header[CTL_COLS] = {"APP",      "SLOT",     "PID",
-                                                 "STATE",    "GEN",      "UPTIME",
-                                                 "RESTARTS", "MEMORY",   "CPU"};
+    static const char *const header[CTL_COLS] = {"APP",      "SLOT",   "PID", "STATE",
+                                                 "GEN",      "UPTIME", "RESTARTS",
+                                                 "MEMORY",   "CPU",    "QUEUE"};
     struct ctl_table t = {.state_col = 3};
     int r = ctl_table_add(&t, header);
     json_t *apps = json_object_get(reply, "apps");
@@ -403,11 +424,12 @@ static int ctl_print_status(json_t *reply, bool color)
     json_array_foreach(apps, i, app) {
         const char *name = ctl_string(app, "name", "?");
         json_t *workers = json_object_get(app, "workers");
-        char gen[32];
+        char gen[32], queue[48];
         snprintf(gen, sizeof gen, "%.0f", ctl_number(app, "generation"));
+        ctl_format_queue(json_object_get(app, "listen"), queue, sizeof queue);
         if (json_array_size(workers) == 0) {
             const char *row[CTL_COLS] = {name, "-", "-", ctl_string(app, "state", "?"), gen,
-                                         "-",  "-", "-", "-"};
+                                         "-",  "-", "-", "-", queue};
             r = r < 0 ? r : ctl_table_add(&t, row);
             continue;
         }
@@ -430,7 +452,9 @@ static int ctl_print_status(json_t *reply, bool color)
                 snprintf(mem, sizeof mem, "-");
                 snprintf(cpu, sizeof cpu, "-");
             }
-            const char *row[CTL_COLS] = {name, slot, pid, state, wgen, up, restarts, mem, cpu};
+            /* The queue is the app's, shown once, on its first row. */
+            const char *row[CTL_COLS] = {name, slot, pid, state, wgen, up, restarts, mem, cpu,
+                                         j == 0 ? queue : ""};
             r = r < 0 ? r : ctl_table_add(&t, row);
         }
     }

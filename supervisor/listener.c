@@ -4,7 +4,10 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,6 +50,23 @@ int listener_clear_stale_unix(const char *path)
     return 0;
 }
 
+/* net.core.somaxconn, or 0 when it cannot be read. */
+static int listener_somaxconn(void)
+{
+    int fd = open("/proc/sys/net/core/somaxconn", O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return 0;
+    }
+    char buf[32];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    return atoi(buf);
+}
+
 int listener_open(struct listener *l, const struct address *addr)
 {
     int fd = -1;
@@ -84,7 +104,9 @@ int listener_open(struct listener *l, const struct address *addr)
         goto out;
     }
     created = addr->kind == ADDRESS_UNIX;
-    if (listen(fd, SOMAXCONN) == -1) {
+    l->backlog = addr->backlog > 0 ? addr->backlog : SOMAXCONN;
+    l->somaxconn = listener_somaxconn();
+    if (listen(fd, l->backlog) == -1) {
         r = -errno;
         goto out;
     }
@@ -101,6 +123,22 @@ out:
         close(fd);
     }
     return r;
+}
+
+int listener_queue(const struct listener *l, unsigned *ret_len, unsigned *ret_limit)
+{
+    if (l->addr.kind != ADDRESS_TCP) {
+        return -ENOTSUP;
+    }
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (getsockopt(l->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1) {
+        return -errno;
+    }
+    /* For a socket in LISTEN, the kernel reports the accept queue in these two fields. */
+    *ret_len = ti.tcpi_unacked;
+    *ret_limit = ti.tcpi_sacked;
+    return 0;
 }
 
 void listener_close(struct listener *l)

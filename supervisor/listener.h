@@ -17,6 +17,8 @@ struct listener {
     struct address addr;
     int fd;
     bool created_path;  /* a unix socket file this process created, removed on close */
+    int backlog;        /* what listen() was asked for */
+    int somaxconn;      /* net.core.somaxconn when it was opened; the kernel caps backlog there */
 };
 
 /*
@@ -25,6 +27,13 @@ struct listener {
  * as is a path that exists and is not a socket (-EEXIST). Returns 0 or -errno.
  */
 int listener_open(struct listener *l, const struct address *addr);
+
+/*
+ * The accept queue of a TCP listener now: connections the kernel has completed and no worker
+ * has accepted yet, and the most it keeps (the backlog as the kernel applies it), from TCP_INFO.
+ * Returns 0, -ENOTSUP for a unix socket (no such reading without netlink), or -errno.
+ */
+int listener_queue(const struct listener *l, unsigned *ret_len, unsigned *ret_limit);
 
 /* Closes the socket and removes its file if this process created it. */
 void listener_close(struct listener *l);

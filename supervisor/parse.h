@@ -41,6 +41,7 @@ struct address {
     struct sockaddr_storage sa;
     socklen_t salen;
     char text[sizeof(((struct sockaddr_un *)0)->sun_path) + 16];
+    int backlog;                /* listen = ADDR backlog=N; 0 = the default (SOMAXCONN) */
 };
 
 /* "127.0.0.1:8080", "0.0.0.0:80", "[::1]:8080", "[::]:80", "unix:/path/to.sock". */

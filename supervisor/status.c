@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "listener.h"
 #include "log.h"
 #include "master.h"
 #include "procstat.h"
@@ -78,6 +79,23 @@ static json_t *status_worker_json(struct app *app, const struct status_row *row,
     return o;
 }
 
+/* Each address the app serves on, with its accept queue (SPEC section 13): TCP only. */
+static json_t *status_listen_json(const struct app *app)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < app->n_listeners; i++) {
+        const struct listener *l = &app->listeners[i];
+        unsigned len = 0, limit = 0;
+        json_t *e = json_pack("{s:s}", "address", l->addr.text);
+        if (e && listener_queue(l, &len, &limit) == 0) {
+            json_object_set_new(e, "queue", json_integer(len));
+            json_object_set_new(e, "limit", json_integer(limit));
+        }
+        json_array_append_new(list, e);
+    }
+    return list;
+}
+
 json_t *status_app_json(struct app *app, double now)
 {
     size_t n = app_live_count(app) + app->n_slots;
@@ -113,6 +131,9 @@ json_t *status_app_json(struct app *app, double now)
                   "wanted", (json_int_t)app->n_slots, "ready",
                   (json_int_t)app_ready_count(app), "restarts", restarts, "log_dropped",
                   (json_int_t)app->log_dropped, "workers", workers);
+    if (o) {
+        json_object_set_new(o, "listen", status_listen_json(app));
+    }
 out:
     json_decref(workers);
     json_decref(restarts);

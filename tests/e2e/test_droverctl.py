@@ -197,14 +197,17 @@ def test_status_table_for_people(drover):
     lines = r.stdout.splitlines()
     header = lines[0].split()
     assert header == ["APP", "SLOT", "PID", "STATE", "GEN", "UPTIME", "RESTARTS", "MEMORY",
-                      "CPU"]
+                      "CPU", "QUEUE"]
     rows = [l for l in lines[1:] if l.strip()]
     assert len(rows) == 3, r.stdout
     # Aligned: every column starts at the same offset on every line.
     starts = [lines[0].index(col) for col in header]
     for row in rows:
         cells = row.split()
-        assert len(cells) == 9, row
+        # The accept queue is the app's: on its first row only, as "LENGTH/LIMIT".
+        assert len(cells) in (9, 10), row
+        if len(cells) == 10:
+            assert re.fullmatch(r"\d+/\d+|-", cells[9]), row
         pos = 0
         for col, start in zip(cells, starts):
             at = row.index(col, pos)
@@ -213,7 +216,7 @@ def test_status_table_for_people(drover):
     pids = {w for w in drover.workers()}
     by_app = {}
     for row in rows:
-        app, slot, pid, state, gen, up, restarts, mem, cpu = row.split()
+        app, slot, pid, state, gen, up, restarts, mem, cpu = row.split()[:9]
         by_app.setdefault(app, []).append(int(slot))
         assert int(pid) in pids
         assert state == "ready" and gen == "1" and restarts == "0"
