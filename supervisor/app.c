@@ -582,6 +582,87 @@ void app_listeners_prune(struct app *app)
     app->n_listeners = keep;
 }
 
+/* ---- autoscaling (SPEC section 13; the decision is autoscale.c's) ---- */
+
+#define APP_SCALE_SAMPLE_S 0.25
+
+bool app_is_autoscaled(const struct app *app)
+{
+    return app->cfg->workers_max > app->cfg->workers;
+}
+
+void app_set_pinned(struct app *app, bool pinned)
+{
+    if (app->pinned != pinned) {
+        app->pinned = pinned;
+        log_record(LOG_INFO, app_origin(app, -1), NULL, "autoscaling %s",
+                   pinned ? "paused: the count is pinned (droverctl scale APP auto resumes)"
+                          : "resumed");
+    }
+}
+
+/* The memory limit of drover's cgroup (cgroup v2 memory.max), 0 when none is set or known. */
+static uint64_t app_memory_limit(const struct app *app)
+{
+    const char *path = (*app->host->cfg)->cgroup_memory_max;
+    FILE *f = path ? fopen(path, "re") : NULL;
+    unsigned long long v = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &v) != 1) {
+            v = 0; /* "max" */
+        }
+        fclose(f);
+    }
+    return v;
+}
+
+static void app_on_scale_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct app *app = t->data;
+    (void)revents;
+    const struct config_app *cfg = app->cfg;
+    unsigned queue = 0;
+    for (size_t i = 0; i < app->n_listeners; i++) {
+        unsigned len, limit;
+        if (listener_queue(&app->listeners[i], &len, &limit) == 0) {
+            queue += len;
+        }
+    }
+    struct autoscale_policy p = {cfg->workers, cfg->workers_max, cfg->scale_up_after_ms,
+                                 cfg->scale_down_after_ms, cfg->scale_cooldown_ms,
+                                 cfg->max_memory, app->memory_limit};
+    bool blocked = app->pinned || app->replacing || app->state != APP_RUNNING;
+    struct autoscale_step st = autoscale_feed(&app->autoscale, &p, ev_now(loop) * 1000.0, queue,
+                                              app->n_slots, blocked);
+    if (st.change == 0) {
+        return;
+    }
+    unsigned old = app->n_slots;
+    if (app_scale_to(app, (unsigned)((int)old + st.change)) == 0) {
+        app->restarts[WORKER_REASON_SCALE]++;
+        log_record(LOG_INFO, app_origin(app, -1),
+                   json_pack("{s:I, s:I, s:I}", "from", (json_int_t)old, "to",
+                             (json_int_t)app->n_slots, "queue", (json_int_t)queue),
+                   "autoscale: %s to %u workers: %s", st.change > 0 ? "up" : "down",
+                   app->n_slots, st.why);
+    }
+}
+
+/* Starts or stops the sampling as the config says. */
+static void app_autoscale_follow(struct app *app)
+{
+    struct ev_loop *loop = app->host->loop;
+    bool want = app_is_autoscaled(app) && app_is_up(app);
+    if (want && !ev_is_active(&app->scale_w)) {
+        autoscale_init(&app->autoscale);
+        app->memory_limit = app_memory_limit(app);
+        ev_timer_set(&app->scale_w, APP_SCALE_SAMPLE_S, APP_SCALE_SAMPLE_S);
+        ev_timer_start(loop, &app->scale_w);
+    } else if (!want && ev_is_active(&app->scale_w)) {
+        ev_timer_stop(loop, &app->scale_w);
+    }
+}
+
 void app_set_config(struct app *app, struct config *owner, const struct config_app *cfg)
 {
     config_ref(owner);
@@ -595,6 +676,7 @@ void app_set_config(struct app *app, struct config *owner, const struct config_a
         ev_timer_set(&app->stats_w, every, every);
         ev_timer_start(app->host->loop, &app->stats_w);
     }
+    app_autoscale_follow(app); /* MIN..MAX may have come or gone */
 }
 
 int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret)
@@ -647,6 +729,8 @@ int app_new(const struct app_host *host, struct config *owner, const struct conf
     }
     ev_init(&app->stats_w, app_on_stats_timer);
     app->stats_w.data = app;
+    ev_init(&app->scale_w, app_on_scale_timer);
+    app->scale_w.data = app;
     *ret = app;
     app = NULL;
     r = 0;
@@ -705,6 +789,7 @@ int app_start(struct app *app, const struct address **ret_failed)
     double every = (double)app->cfg->memory_check_interval_ms / 1000.0;
     ev_timer_set(&app->stats_w, every, every);
     ev_timer_start(loop, &app->stats_w);
+    app_autoscale_follow(app);
     return 0;
 }
 
@@ -717,6 +802,7 @@ void app_halt(struct app *app)
     for (unsigned i = 0; i < app->n_slots; i++) {
         (void)slot_feed(app->slots[i], SLOT_EV_HALT, NULL);
     }
+    app_autoscale_follow(app);
 }
 
 size_t app_collect_workers(const struct app *app, struct worker **out, size_t max)
@@ -779,6 +865,7 @@ void app_free(struct app *app)
     }
     if (app->host && app->host->loop) {
         ev_timer_stop(app->host->loop, &app->stats_w);
+        ev_timer_stop(app->host->loop, &app->scale_w);
     }
     for (size_t i = 0; i < app->n_listeners; i++) {
         listener_close(&app->listeners[i]);

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "appstate.h"
+#include "autoscale.h"
 #include "backoff.h"
 #include "config.h"
 #include "listener.h"
@@ -115,6 +116,10 @@ struct app {
     struct logbuf *logbuf;          /* recent output, for droverctl logs */
     struct metrics_app *metrics;    /* the workers' snapshots, merged */
     ev_timer stats_w;               /* /proc sampling every memory_check_interval */
+    ev_timer scale_w;               /* workers = MIN..MAX: the accept queue, sampled */
+    struct autoscale autoscale;
+    bool pinned;                    /* `droverctl scale APP N` holds the count until `auto` */
+    uint64_t memory_limit;          /* the cgroup's, read when autoscaling starts; 0 = none */
     bool set_ids;                   /* user = ...: resolved once, before any spawn */
     uid_t uid;
     gid_t gid;
@@ -186,6 +191,13 @@ void app_free_later(struct app *app, struct sweep *sweep);
 /* Changes the slot count: new slots start, the highest slots drain. Returns 0, -EBUSY while a
  * replacement (reload, restart, memory) owns the app's slots, or -errno. */
 int app_scale_to(struct app *app, unsigned n);
+
+/* An operator's count for an autoscaled app holds until app_set_pinned(app, false) (`droverctl
+ * scale APP auto`). */
+void app_set_pinned(struct app *app, bool pinned);
+
+/* Whether the app scales itself (workers = MIN..MAX). */
+bool app_is_autoscaled(const struct app *app);
 
 /* From the worker: it became ready / it exited (reaped; the app takes it from here). */
 void app_on_worker_ready(struct app *app, struct worker *w);

@@ -34,6 +34,7 @@
 #define WORKERS_MAX 1024
 #define DEFAULT_ADMIN_LISTEN "127.0.0.1:9100"
 #define DEFAULT_CGROUP_CPU_MAX "/sys/fs/cgroup/cpu.max"
+#define DEFAULT_CGROUP_MEMORY_MAX "/sys/fs/cgroup/memory.max"
 
 enum section_kind { SECTION_NONE, SECTION_SUPERVISOR, SECTION_APP, SECTION_HOOK };
 
@@ -301,6 +302,7 @@ void config_free(struct config *cfg)
     free(cfg->state_dir);
     free(cfg->pid_file);
     free(cfg->cgroup_cpu_max);
+    free(cfg->cgroup_memory_max);
     free(cfg);
 }
 
@@ -324,8 +326,9 @@ static struct config *config_new_defaults(void)
     cfg->log_file = strdup("-");
     cfg->state_dir = strdup("./state");
     cfg->cgroup_cpu_max = strdup(DEFAULT_CGROUP_CPU_MAX);
+    cfg->cgroup_memory_max = strdup(DEFAULT_CGROUP_MEMORY_MAX);
     if (!cfg->control_socket || !cfg->admin_listen || !cfg->log_file || !cfg->state_dir ||
-        !cfg->cgroup_cpu_max || parse_address(DEFAULT_ADMIN_LISTEN, &cfg->admin, NULL) < 0) {
+        !cfg->cgroup_cpu_max || !cfg->cgroup_memory_max || parse_address(DEFAULT_ADMIN_LISTEN, &cfg->admin, NULL) < 0) {
         config_free(cfg);
         return NULL;
     }
@@ -336,6 +339,9 @@ static void app_defaults(struct config_app *a)
 {
     *a = (struct config_app){
         .workers = 1,
+        .scale_up_after_ms = 3000,
+        .scale_down_after_ms = 60000,
+        .scale_cooldown_ms = 10000,
         .ready = READY_NOTIFY,
         .ready_timeout_ms = 10000,
         .ready_delay_ms = 1000,
@@ -536,11 +542,37 @@ static int set_workers(struct config_loader *l, void *obj, size_t off, const cha
         a->workers_auto = true;
         return 0;
     }
+    const char *dots = strstr(value, "..");
+    if (dots) {
+        char min_text[32];
+        long max;
+        size_t len = (size_t)(dots - value);
+        if (len >= sizeof min_text) {
+            return loader_fail(l, "'%s' is invalid; expected MIN..MAX, e.g. 2..8", value);
+        }
+        memcpy(min_text, value, len);
+        min_text[len] = '\0';
+        if (parse_long(min_text, 1, WORKERS_MAX, &n, &why) < 0 ||
+            parse_long(dots + 2, 1, WORKERS_MAX, &max, &why) < 0) {
+            return loader_fail(l, "'%s': %s; expected MIN..MAX with 1 <= MIN <= MAX <= %d", value,
+                               why, WORKERS_MAX);
+        }
+        if (max < n) {
+            return loader_fail(l, "'%s': MAX is less than MIN; expected MIN..MAX, e.g. 2..8",
+                               value);
+        }
+        a->workers_auto = false;
+        a->workers = (unsigned)n;
+        a->workers_max = (unsigned)max;
+        return 0;
+    }
     if (parse_long(value, 1, WORKERS_MAX, &n, &why) < 0) {
-        return loader_fail(l, "'%s' %s; expected 1 to %d or auto", value, why, WORKERS_MAX);
+        return loader_fail(l, "'%s' %s; expected 1 to %d or auto (or MIN..MAX)", value, why,
+                           WORKERS_MAX);
     }
     a->workers_auto = false;
     a->workers = (unsigned)n;
+    a->workers_max = 0;
     return 0;
 }
 
@@ -849,6 +881,7 @@ static const struct key_def supervisor_keys[] = {
     {"state_dir", set_path, offsetof(struct config, state_dir), false},
     {"pid_file", set_optional, offsetof(struct config, pid_file), false},
     {"cgroup_cpu_max", set_path, offsetof(struct config, cgroup_cpu_max), false},
+    {"cgroup_memory_max", set_path, offsetof(struct config, cgroup_memory_max), false},
     {"shutdown_timeout", set_duration, offsetof(struct config, shutdown_timeout_ms), false},
     {"drain_timeout", set_duration, offsetof(struct config, drain_timeout_ms), false},
     {"save_timeout", set_duration, offsetof(struct config, save_timeout_ms), false},
@@ -878,6 +911,11 @@ static const struct key_def app_keys[] = {
     {"reload_batch", set_reload_batch, offsetof(struct config_app, reload_batch), false},
     {"kill_timeout", set_duration, offsetof(struct config_app, kill_timeout_ms), false},
     {"metrics_per_worker", set_bool, offsetof(struct config_app, metrics_per_worker), false},
+    {"scale_up_after", set_duration_positive, offsetof(struct config_app, scale_up_after_ms),
+     false},
+    {"scale_down_after", set_duration_positive,
+     offsetof(struct config_app, scale_down_after_ms), false},
+    {"scale_cooldown", set_duration, offsetof(struct config_app, scale_cooldown_ms), false},
     {NULL, NULL, 0, false},
 };
 
@@ -1200,6 +1238,9 @@ static int loader_finish(struct config_loader *l)
         }
         if (a->workers_auto) {
             a->workers = config_auto_workers(cfg->cgroup_cpu_max);
+        }
+        if (a->workers_max < a->workers) {
+            a->workers_max = a->workers; /* a fixed count: no autoscaling */
         }
 
         /*

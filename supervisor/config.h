@@ -43,8 +43,13 @@ struct config_app {
     char *name;
     char *command;              /* as written */
     char **argv;                /* split from command, NULL-terminated */
-    unsigned workers;           /* resolved: "auto" is already the CPU count here */
+    unsigned workers;           /* resolved: "auto" is already the CPU count here; MIN..MAX: MIN */
     bool workers_auto;
+    unsigned workers_max;       /* workers = MIN..MAX: autoscaling up to MAX (SPEC section 13);
+                                 * otherwise equal to workers */
+    uint64_t scale_up_after_ms;
+    uint64_t scale_down_after_ms;
+    uint64_t scale_cooldown_ms;
     struct address *listen;     /* in `listen` order: fds 3, 4, ... */
     size_t n_listen;
     char *cwd;                  /* NULL = drover's own */
@@ -92,6 +97,7 @@ struct config {
     char *state_dir;
     char *pid_file;             /* NULL = none */
     char *cgroup_cpu_max;       /* where "workers = auto" reads a CPU quota */
+    char *cgroup_memory_max;    /* where autoscaling reads the memory limit it stays within */
     uint64_t shutdown_timeout_ms;
     uint64_t drain_timeout_ms;
     uint64_t save_timeout_ms;

@@ -254,7 +254,8 @@ static void control_scale(struct client *cl, const struct wire_request *req)
     if (app && client_check_running(cl)) {
         client_submit(cl, &(struct intent_request){.kind = INTENT_SCALE, .app = app,
                                                    .count = req->count,
-                                                   .relative = req->relative});
+                                                   .relative = req->relative,
+                                                   .automatic = req->automatic});
     }
 }
 

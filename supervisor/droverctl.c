@@ -63,7 +63,8 @@ static void ctl_usage(FILE *f)
             "commands:\n"
             "  status [APP]            workers of every app (or of APP): pid, state, uptime,\n"
             "                          restarts, memory, CPU\n"
-            "  scale APP N|+N|-N       set the number of workers; waits until they are ready\n"
+            "  scale APP N|+N|-N|auto  set the number of workers; waits until they are ready\n"
+            "                          (auto: an app with workers = MIN..MAX scales itself again)\n"
             "  start APP               start a stopped app; waits until its workers are ready\n"
             "  stop [APP]              stop APP (six phases), or without APP the whole drover\n"
             "  restart APP [SLOT]      replace the workers of APP (or one), one by one\n"
@@ -572,6 +573,12 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
     case WIRE_CMD_STATUS:
         return ctl_print_status(reply, c->color);
     case WIRE_CMD_SCALE:
+        if (json_is_true(json_object_get(reply, "autoscale"))) {
+            printf("%s: autoscaling between %.0f and %.0f workers (%.0f now)\n", app,
+                   ctl_number(reply, "min"), ctl_number(reply, "max"),
+                   ctl_number(reply, "workers"));
+            return CTL_OK;
+        }
         printf("%s: %.0f worker%s, %.0f ready", app, ctl_number(reply, "workers"),
                ctl_number(reply, "workers") == 1 ? "" : "s", ctl_number(reply, "ready"));
         if (strcmp(ctl_string(reply, "state", "running"), "running") != 0) {
@@ -926,7 +933,9 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
             return CTL_FAILED;
         }
     }
-    if (cmd == WIRE_CMD_SCALE) {
+    if (cmd == WIRE_CMD_SCALE && strcmp(pos[1], "auto") == 0) {
+        c->req.automatic = true;
+    } else if (cmd == WIRE_CMD_SCALE) {
         const char *v = pos[1];
         c->req.relative = v[0] == '+' || v[0] == '-';
         int count;

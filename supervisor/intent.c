@@ -228,6 +228,20 @@ static bool intent_judge(struct intent *in, enum app_command cmd, const char *ve
 static void intent_take_scale(struct intent *in)
 {
     struct app *app = in->req.app;
+    if (in->req.automatic) {
+        if (!app_is_autoscaled(app)) {
+            intent_fail(in, "app '%s' does not scale itself; expected workers = MIN..MAX in its "
+                            "config", app->name);
+            return;
+        }
+        app_set_pinned(app, false);
+        intent_answer(in, json_pack("{s:b, s:s, s:s, s:b, s:I, s:I, s:I}", "ok", 1, "app",
+                                    app->name, "state", app_state_to_string(app->state),
+                                    "autoscale", 1, "workers", (json_int_t)app->n_slots, "min",
+                                    (json_int_t)app->cfg->workers, "max",
+                                    (json_int_t)app->cfg->workers_max));
+        return;
+    }
     long long want = in->req.relative ? (long long)app->n_slots + in->req.count : in->req.count;
     if (want < 1) {
         intent_fail(in, "cannot scale app '%s' to %lld workers: at least 1 (stop it instead)",
@@ -244,6 +258,9 @@ static void intent_take_scale(struct intent *in)
         return;
     }
     unsigned old = app->n_slots;
+    if (app_is_autoscaled(app)) {
+        app_set_pinned(app, true); /* the operator's count holds until `scale APP auto` */
+    }
     int r = app_scale_to(app, (unsigned)want);
     if (r == -EBUSY) {
         intent_fail(in, "app '%s' is busy with a %s; scale it once that is done", app->name,

@@ -32,6 +32,7 @@ struct intent_request {
     struct app *app;
     long long count;    /* scale: the slot count, or the change with relative */
     bool relative;
+    bool automatic;     /* scale: back to autoscaling (workers = MIN..MAX) */
     const char *who;    /* for the log: "droverctl, uid 1000"; copied */
 };
 

@@ -149,6 +149,7 @@ const char *reload_describe(const struct reload *r)
     case WORKER_REASON_MEMORY:
         return "memory replacement";
     case WORKER_REASON_CRASH:
+    case WORKER_REASON_SCALE:
     case WORKER_REASON_COUNT:
         break;
     }
@@ -568,6 +569,12 @@ int reload_start(struct app *app, struct config *owner, const struct config_app 
         return -ENOMEM;
     }
     unsigned target = new_cfg ? new_cfg->workers : app->n_slots;
+    /* An autoscaled app keeps the count the load gave it, within the new MIN..MAX. */
+    if (new_cfg && new_cfg->workers_max > new_cfg->workers) {
+        target = app->n_slots < new_cfg->workers       ? new_cfg->workers
+                 : app->n_slots > new_cfg->workers_max ? new_cfg->workers_max
+                                                       : app->n_slots;
+    }
     size_t n = slots ? n_slots : target;
     r->recs = calloc(n ? n : 1, sizeof *r->recs);
     if (!r->recs) {

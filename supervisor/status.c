@@ -133,6 +133,12 @@ json_t *status_app_json(struct app *app, double now)
                   (json_int_t)app->log_dropped, "workers", workers);
     if (o) {
         json_object_set_new(o, "listen", status_listen_json(app));
+        if (app_is_autoscaled(app)) {
+            json_object_set_new(o, "autoscale",
+                                json_pack("{s:I, s:I, s:b}", "min", (json_int_t)app->cfg->workers,
+                                          "max", (json_int_t)app->cfg->workers_max, "pinned",
+                                          app->pinned));
+        }
     }
 out:
     json_decref(workers);

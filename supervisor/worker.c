@@ -47,6 +47,8 @@ const char *worker_reason_to_string(enum worker_reason reason)
         return "reload";
     case WORKER_REASON_MANUAL:
         return "manual";
+    case WORKER_REASON_SCALE:
+        return "scale";
     case WORKER_REASON_COUNT:
         break;
     }

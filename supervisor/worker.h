@@ -78,6 +78,7 @@ enum worker_reason {
     WORKER_REASON_MEMORY,
     WORKER_REASON_RELOAD,
     WORKER_REASON_MANUAL,
+    WORKER_REASON_SCALE,        /* autoscaling added or retired a worker */
     WORKER_REASON_COUNT,
 };
 

@@ -350,6 +350,7 @@ static void request_round_trip(const struct wire_request *req, const char *expec
     assert_int_equal(back.slot, req->slot);
     assert_int_equal(back.count, req->count);
     assert_int_equal(back.relative, req->relative);
+    assert_int_equal(back.automatic, req->automatic);
     assert_int_equal(back.lines, req->lines);
     assert_int_equal(back.follow, req->follow);
     assert_int_equal(back.since, req->since);
@@ -380,6 +381,10 @@ static void test_request_round_trips(void **state)
     request_round_trip(&q, "{\"cmd\":\"scale\",\"app\":\"web\",\"count\":1,\"relative\":true}\n");
     q.count = -1;
     request_round_trip(&q, "{\"cmd\":\"scale\",\"app\":\"web\",\"count\":-1,\"relative\":true}\n");
+    wire_request_init(&q, WIRE_CMD_SCALE);
+    q.app = "web";
+    q.automatic = true;
+    request_round_trip(&q, "{\"cmd\":\"scale\",\"app\":\"web\",\"auto\":true}\n");
 
     wire_request_init(&q, WIRE_CMD_RESTART);
     q.app = "web";

@@ -585,6 +585,14 @@ int wire_request_parse(const char *line, size_t len, struct wire_request *ret,
         }
         break;
     case WIRE_CMD_SCALE:
+        if (member_bool(root, "auto", &q.automatic) < 0) {
+            r = -EPROTO;
+            error = "\"auto\" must be a boolean";
+            goto out;
+        }
+        if (q.automatic) {
+            break;
+        }
         if (member_bool(root, "relative", &q.relative) < 0) {
             r = -EPROTO;
             error = "\"relative\" must be a boolean";
@@ -686,6 +694,10 @@ char *wire_request_format(const struct wire_request *req, size_t *ret_len)
         }
         break;
     case WIRE_CMD_SCALE:
+        if (req->automatic) {
+            r = set_new(obj, "auto", json_true());
+            break;
+        }
         r = set_new(obj, "count", json_integer(req->count));
         if (r == 0 && req->relative) {
             r = set_new(obj, "relative", json_true());

@@ -130,6 +130,7 @@ struct wire_request {
     int slot;       /* -1 when not given */
     int count;      /* scale: the number, or the delta when relative */
     bool relative;  /* scale: "+N" / "-N" */
+    bool automatic; /* scale: "auto": back to autoscaling (no count) */
     int lines;      /* logs: how many recent lines; -1 = the default */
     bool follow;    /* logs, events: keep streaming */
     int64_t since;  /* events: only those after this seq; 0 = every one kept */
@@ -147,7 +148,8 @@ void wire_request_init(struct wire_request *req, enum wire_cmd cmd);
  *   status, reload, stop   app optional
  *   start                  app required
  *   restart                app required, slot optional (>= 0)
- *   scale                  app and count required; relative optional; count >= 0 unless relative
+ *   scale                  app and count required (or auto: true, then no count); relative
+ *                          optional; count >= 0 unless relative
  *   logs                   app optional, lines optional (>= 0), follow optional
  *   events                 app optional, since optional (>= 0), follow optional
  *   metrics                format optional: "text" (the default, always filled in) or "json"
