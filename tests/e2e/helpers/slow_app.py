@@ -15,12 +15,14 @@ if path:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as n:
         n.connect("\0" + path[1:] if path.startswith("@") else path)
         n.sendall(b"READY=1")
+body = f"slow pid {os.getpid()}\n".encode()
+answer = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
 while True:
     c, _ = sock.accept()
     try:
         c.recv(4096)
         time.sleep(ms / 1000)
-        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nslow\n")
+        c.sendall(answer)
     except OSError:
         pass
     c.close()
