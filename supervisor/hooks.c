@@ -44,6 +44,10 @@ struct hook_run {
     struct hook *hook;
     /* exec */
     pid_t pid;
+    int in_fd;                  /* the write end of the hook's stdin, while the event goes in */
+    ev_io in_w;
+    const char *in_data;        /* the event, in the hook's queue until the run ends */
+    size_t in_len, in_off;
     ev_child child_w;
     int out_fd;
     ev_io out_w;
@@ -88,6 +92,7 @@ struct hooks {
 };
 
 static void hook_next(struct hook *k);
+static void hook_stdin_close(struct hook_run *run, struct ev_loop *loop);
 
 static struct hooks_stat *hook_stat_for(const char *name)
 {
@@ -147,6 +152,7 @@ static void hook_run_end(struct hook *k, const char *result, const char *why)
     free(run->body);
     ev_timer_stop(h->loop, &run->timeout_w);
     ev_timer_stop(h->loop, &run->retry_w);
+    hook_stdin_close(run, h->loop);
     if (run->out_fd >= 0) {
         ev_io_stop(h->loop, &run->out_w);
         close(run->out_fd);
@@ -275,6 +281,36 @@ static void hook_on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     }
 }
 
+static void hook_stdin_close(struct hook_run *run, struct ev_loop *loop)
+{
+    if (run->in_fd >= 0) {
+        ev_io_stop(loop, &run->in_w);
+        close(run->in_fd);
+        run->in_fd = -1;
+    }
+}
+
+static void hook_on_stdin(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct hook_run *run = io->data;
+    (void)revents;
+    while (run->in_off < run->in_len) {
+        ssize_t n = write(run->in_fd, run->in_data + run->in_off, run->in_len - run->in_off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            ev_io_start(loop, io); /* the rest when the hook has read some */
+            return;
+        }
+        if (n <= 0) {
+            break; /* the hook closed its stdin (EPIPE): what it read is what it gets */
+        }
+        run->in_off += (size_t)n;
+    }
+    hook_stdin_close(run, loop); /* EOF: the whole event is in */
+}
+
 static int hook_exec_start(struct hook *k, const char *event, struct hook_run *run)
 {
     struct hooks *h = k->set;
@@ -284,20 +320,12 @@ static int hook_exec_start(struct hook *k, const char *event, struct hook_run *r
     if (r < 0) {
         return r;
     }
-    /* Only drover's end of the output is non-blocking: the hook writes as any program does. */
+    /* Only drover's ends are non-blocking: the hook reads and writes as any program does. */
     if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
-        fcntl(out[0], F_SETFL, O_NONBLOCK) == -1) {
+        fcntl(out[0], F_SETFL, O_NONBLOCK) == -1 || fcntl(in[1], F_SETFL, O_NONBLOCK) == -1) {
         r = -errno;
         goto out;
     }
-    /* The event fits the pipe (a few KiB against 64 KiB): one write, and the writer goes. */
-    size_t len = strlen(event);
-    if (write(in[1], event, len) != (ssize_t)len) {
-        r = -EIO;
-        goto out;
-    }
-    close(in[1]);
-    in[1] = -1;
     struct spawn_plan plan = {
         .path = path,
         .argv = k->cfg->argv,
@@ -321,6 +349,15 @@ static int hook_exec_start(struct hook *k, const char *event, struct hook_run *r
     ev_timer_init(&run->timeout_w, hook_on_timeout, (double)k->cfg->timeout_ms / 1000.0, 0.);
     run->timeout_w.data = run;
     ev_timer_start(h->loop, &run->timeout_w);
+    /* The event goes in as the hook reads it: most fit the pipe at once, a large one (a
+     * reload's record of many slots) follows as there is room; never a blocking write. */
+    run->in_fd = in[1];
+    in[1] = -1;
+    run->in_data = event;
+    run->in_len = strlen(event);
+    ev_io_init(&run->in_w, hook_on_stdin, run->in_fd, EV_WRITE);
+    run->in_w.data = run;
+    hook_on_stdin(h->loop, &run->in_w, EV_WRITE);
     r = 0;
 out:
     for (int i = 0; i < 2; i++) {
@@ -525,6 +562,7 @@ static void hook_next(struct hook *k)
     }
     run->hook = k;
     run->out_fd = -1;
+    run->in_fd = -1;
     ev_timer_init(&run->timeout_w, hook_on_timeout, 0., 0.);
     ev_timer_init(&run->retry_w, hook_on_retry, 0., 0.);
     ev_child_init(&run->child_w, hook_on_exit, 0, 0);

@@ -74,8 +74,9 @@ static const char *key_next(const char **p, const char *end)
 static void check_sample(const struct snapshot_family *f, const struct snapshot_sample *s,
                          const struct snapshot_keys *keys, const char *slot)
 {
-    check(s->key_len > 0 && s->key_off <= keys->len && s->key_len <= keys->len - s->key_off);
-    const char *p = keys->buf + s->key_off, *end = p + s->key_len;
+    check(s->key_len > 0 && s->key_off <= keys->buf.len &&
+          s->key_len <= keys->buf.len - s->key_off);
+    const char *p = keys->buf.data + s->key_off, *end = p + s->key_len;
     const char *name = key_next(&p, end);
     check(name != NULL && strcmp(name, f->name) == 0);
     check(s->n_labels <= SNAPSHOT_MAX_LABELS);
