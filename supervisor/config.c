@@ -767,6 +767,8 @@ static const struct key_def app_keys[] = {
     {"reload_batch", set_reload_batch, offsetof(struct config_app, reload_batch), false},
     {"kill_timeout", set_duration, offsetof(struct config_app, kill_timeout_ms), false},
     {"metrics_per_worker", set_bool, offsetof(struct config_app, metrics_per_worker), false},
+    {"watchdog", set_duration, offsetof(struct config_app, watchdog_ms), false},
+    {"max_lifetime", set_duration, offsetof(struct config_app, max_lifetime_ms), false},
     {NULL, NULL, 0, false},
 };
 
