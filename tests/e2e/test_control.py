@@ -395,7 +395,8 @@ def test_status_schema(drover):
     (app,) = st["apps"]
     assert app["name"] == "web" and app["state"] == "running" and app["generation"] == 1
     assert app["wanted"] == 2 and app["ready"] == 2
-    assert app["restarts"] == {"crash": 0, "memory": 0, "reload": 0, "manual": 0}
+    assert app["restarts"] == {"crash": 0, "memory": 0, "reload": 0, "manual": 0, "hang": 0,
+                               "lifetime": 0, "requested": 0}
     assert [w["slot"] for w in app["workers"]] == [0, 1]
     assert {w["pid"] for w in app["workers"]} == pids
     for w in app["workers"]:
