@@ -185,3 +185,29 @@ def _quiet(fn):
         fn()
     except Exception:
         pass
+
+
+def test_first_fast_crash_is_replaced_at_once_the_second_backs_off(drover):
+    """Issue 15, item 5: backoff starts at the second fast crash in a row."""
+    addr = f"127.0.0.1:{h.free_port()}"
+    drover.start(apps={"web": {"command": h.hello(), "workers": 1, "listen": addr,
+                               "ready": "notify", "restart_delay": "3s",
+                               "restart_delay_max": "3s", "min_uptime": "30s"}})
+    drover.wait_http(addr)
+    first = drover.wait_workers(1)[0]
+    os.kill(first, signal.SIGKILL)
+    t0 = time.monotonic()
+    second = h.wait_until(lambda: (lambda w: w[0] if w and w[0] != first else None)(
+        drover.workers()), 2.0, interval=0.01, what="the first fast crash replaced at once")
+    # Well under restart_delay (3 s, with a +-20% jitter: never below 2.4 s).
+    assert time.monotonic() - t0 < 2.0
+    assert not drover.find(lambda r: "restarting in" in r.get("msg", ""))
+    h.wait_until(lambda: second in ready_pids(drover) or None, h.scaled(5),
+                 what="the replacement ready")
+    os.kill(second, signal.SIGKILL)
+    rec = drover.wait_record(lambda r: "restarting in" in r.get("msg", ""), timeout=h.scaled(3),
+                             what="the second fast crash backing off")
+    assert rec["delay_ms"] >= 2400, rec
+    ex = exit_record(drover, second)
+    assert ex["signal"] == "KILL" and ex["reason"] == "crash"
+    assert ex["sender"].startswith("not sent by drover"), ex
