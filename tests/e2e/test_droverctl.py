@@ -197,14 +197,14 @@ def test_status_table_for_people(drover):
     lines = r.stdout.splitlines()
     header = lines[0].split()
     assert header == ["APP", "SLOT", "PID", "STATE", "GEN", "UPTIME", "RESTARTS", "MEMORY",
-                      "CPU"]
+                      "CPU", "LAST_EXIT"]
     rows = [l for l in lines[1:] if l.strip()]
     assert len(rows) == 3, r.stdout
     # Aligned: every column starts at the same offset on every line.
     starts = [lines[0].index(col) for col in header]
     for row in rows:
         cells = row.split()
-        assert len(cells) == 9, row
+        assert len(cells) == 10, row
         pos = 0
         for col, start in zip(cells, starts):
             at = row.index(col, pos)
@@ -213,7 +213,8 @@ def test_status_table_for_people(drover):
     pids = {w for w in drover.workers()}
     by_app = {}
     for row in rows:
-        app, slot, pid, state, gen, up, restarts, mem, cpu = row.split()
+        app, slot, pid, state, gen, up, restarts, mem, cpu, last = row.split()
+        assert last == "-", row  # no exit yet
         by_app.setdefault(app, []).append(int(slot))
         assert int(pid) in pids
         assert state == "ready" and gen == "1" and restarts == "0"

@@ -136,6 +136,12 @@ def test_blocked_c_loop_is_aborted_with_sigabrt(drover):
     st = drover.status()
     slots = {w["slot"]: w for a in st["apps"] for w in a["workers"]}
     assert any((w.get("last_exit") or {}).get("reason") == "hang" for w in slots.values()), st
+    # /health/detailed carries the same; droverctl status shows it in a column.
+    _, body = h.http_get(admin, "/health/detailed")
+    assert "last_exit" in body
+    r = drover.ctl("status")
+    assert r.returncode == 0 and "LAST_EXIT" in r.stdout.splitlines()[0], r.stdout
+    assert "SIGABRT/hang" in r.stdout, r.stdout
 
 
 def test_python_worker_spinning_in_a_thread_is_hung(drover):
