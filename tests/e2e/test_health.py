@@ -217,3 +217,59 @@ def test_first_fast_crash_is_replaced_at_once_the_second_backs_off(drover):
     ex = exit_record(drover, second)
     assert ex["signal"] == "KILL" and ex["reason"] == "crash"
     assert ex["sender"].startswith("not sent by drover"), ex
+
+
+def _hang_under_load(drover, headers):
+    """A C worker hangs while wrk drives the app; returns (wrk result, connections)."""
+    connections = 8
+    addr, admin, pids = start(drover, h.hello("--hang-route"), workers=3)
+    wrk = hd.wrk_start(f"http://{addr}/", 5, connections=connections, threads=2, timeout_s=3,
+                       headers=headers)
+    try:
+        time.sleep(1.0)  # wrk is under way (its own clock: a fixed-length run)
+        threading.Thread(target=lambda: _quiet(lambda: h.http_get(addr, "/hang", timeout=10)),
+                         daemon=True).start()
+        rec = h.wait_until(lambda: next((r for r in drover.records()
+                                         if r.get("state") == "hung"), None), h.scaled(5),
+                           what="a worker going hung under load")
+        victim = rec["pid"]
+        expect_replaced(drover, admin, victim, pids - {victim}, n=3)
+        out, _ = wrk.communicate(timeout=h.scaled(20))
+    finally:
+        if wrk.poll() is None:
+            os.killpg(wrk.pid, signal.SIGKILL)
+            wrk.wait()
+    ex = exit_record(drover, victim)
+    assert ex["reason"] == "hang" and ex["signal"] == "ABRT", ex
+    return hd.wrk_result(out), connections
+
+
+def _assert_bounded(res, connections):
+    failed = res["connect"] + res["read"] + res["write"] + res["timeout"] + res["non2xx"]
+    print(f"wrk under a hang: {res}, failed {failed} of at most {connections}")
+    assert res["requests"] > 1000, res
+    # A hung process loses the connections it had accepted, at most one in-flight request per
+    # wrk connection; every new connection goes to the other workers.
+    assert failed <= connections, res
+
+
+def test_hang_under_keepalive_load_loses_only_its_own_connections(drover):
+    res, connections = _hang_under_load(drover, ())
+    _assert_bounded(res, connections)
+
+
+def test_hang_under_connection_close_load_loses_only_its_own_connections(drover):
+    res, connections = _hang_under_load(drover, ("Connection: close",))
+    _assert_bounded(res, connections)
+
+
+def test_a_pinging_worker_under_load_is_never_hung(drover):
+    """No false positive: a 300 ms watchdog over many periods of a busy 2-core machine."""
+    addr, admin, pids = start(drover, h.hello(), workers=2, watchdog="300ms")
+    wrk = hd.wrk_start(f"http://{addr}/", 6, connections=32, threads=2)
+    out, _ = wrk.communicate(timeout=h.scaled(30))
+    res = hd.wrk_result(out)
+    assert res["requests"] > 1000, res
+    assert not drover.find(lambda r: r.get("state") == "hung"), "a pinging worker went hung"
+    assert restarts(admin, "web", "hang") == 0
+    assert set(drover.workers()) == pids
