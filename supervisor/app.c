@@ -447,6 +447,35 @@ void app_on_worker_hung(struct app *app, struct worker *w)
     app->host->ops->on_changed(app->host->owner, app);
 }
 
+/*
+ * max_lifetime (SPEC section 10, "Recycling"): a worker is recycled after about T of uptime,
+ * through the same surge path (its replacement ready first, so capacity never drops below
+ * `workers`). The slots' lifetimes differ, T * (1 + slot / 2N), so workers started together
+ * (the app's start, a reload) come due one after another and stay apart; should two come due
+ * together anyway, the app's one-replacement-at-a-time rule recycles them in turn.
+ */
+static void app_check_lifetime(struct app *app, struct worker *w, ev_tstamp now)
+{
+    const struct config_app *cfg = w->cfg;
+    if (cfg->max_lifetime_ms == 0 || w->condemned != WORKER_REASON_NONE || w->retire ||
+        app->n_slots == 0) {
+        return;
+    }
+    double life = (double)cfg->max_lifetime_ms / 1000.0 *
+                  (1.0 + (double)w->slot / (2.0 * (double)app->n_slots));
+    double uptime = now - w->started_at;
+    if (uptime < life) {
+        return;
+    }
+    w->condemned = WORKER_REASON_LIFETIME;
+    w->replace_at = 0;
+    json_t *f = json_pack("{s:s, s:f, s:I}", "reason", "lifetime", "uptime_s", uptime,
+                          "max_lifetime_ms", (json_int_t)cfg->max_lifetime_ms);
+    log_record(LOG_INFO, (struct log_origin){app->name, (int)w->slot, w->pid}, f,
+               "worker reached its lifetime (%.1f s, max_lifetime %" PRIu64 " ms); recycling it",
+               uptime, cfg->max_lifetime_ms);
+}
+
 static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct app *app = t->data;
@@ -456,6 +485,9 @@ static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
         next = w->next;
         if (worker_sample(w, now) == 0 && w->state == WORKER_READY) {
             app_check_memory(app, w);
+        }
+        if (w->state == WORKER_READY && app->state == APP_RUNNING) {
+            app_check_lifetime(app, w, now);
         }
         if (w->condemned != WORKER_REASON_NONE) {
             app_try_replace(app, w); /* one whose turn did not come at once */

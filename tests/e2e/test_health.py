@@ -273,3 +273,48 @@ def test_a_pinging_worker_under_load_is_never_hung(drover):
     assert not drover.find(lambda r: r.get("state") == "hung"), "a pinging worker went hung"
     assert restarts(admin, "web", "hang") == 0
     assert set(drover.workers()) == pids
+
+
+def _recycles_never_overlap(drover):
+    """Every recycle started is done before the next one starts; returns how many ran."""
+    open_runs, runs = 0, 0
+    for r in drover.records():
+        msg = r.get("msg", "")
+        if msg.startswith("recycle started"):
+            assert open_runs == 0, f"two recycles at once: {msg}"
+            open_runs += 1
+            runs += 1
+        elif msg.startswith("recycle done") or msg.startswith("recycle failed"):
+            open_runs -= 1
+    return runs
+
+
+def _recycle_under_load(drover, command, reason, **extra):
+    addr, admin, pids = start(drover, command, workers=3, memory_check_interval="100ms",
+                              watchdog="0", **extra)
+    wrk = hd.wrk_start(f"http://{addr}/", 6, connections=12, threads=2)
+    out, _ = wrk.communicate(timeout=h.scaled(30))
+    res = hd.wrk_result(out)
+    failed = res["connect"] + res["read"] + res["write"] + res["timeout"] + res["non2xx"]
+    assert res["requests"] > 1000, res
+    assert failed == 0, res
+    assert restarts(admin, "web", reason) >= 2, metrics(admin)
+    assert _recycles_never_overlap(drover) >= 2
+    # Capacity: always `workers` serving at the end, none of them the first ones.
+    h.wait_until(lambda: len(ready_pids(drover)) == 3 or None, h.scaled(5), what="3 ready")
+    return res
+
+
+def test_max_requests_recycles_one_at_a_time_losing_nothing(drover):
+    _recycle_under_load(drover, h.hello("--max-requests", "20000"), "requested")
+    rec = drover.wait_record(lambda r: r.get("reason") == "requested"
+                             and "asked to be recycled" in r.get("msg", ""))
+    assert rec["request"] == "max_requests"
+
+
+def test_max_lifetime_recycles_staggered_losing_nothing(drover):
+    _recycle_under_load(drover, h.hello(), "lifetime", max_lifetime="1500ms")
+    # The slots' lifetimes differ, so the first three recycles come in slot order.
+    slots = [r["worker"] for r in drover.records()
+             if "reached its lifetime" in r.get("msg", "")][:3]
+    assert slots == [0, 1, 2], slots
