@@ -8,6 +8,12 @@
  *
  *     starting --ready--> ready --stop--> draining/stopping --exit--> exited
  *         \------------------------exit / ready timeout--------------^
+ *     ready --watchdog ran out / WATCHDOG=trigger--> hung --abort (SIGABRT)--> stopping
+ *
+ * With `watchdog = T` (SPEC section 10) a ready worker's watchdog timer is rearmed by each sign
+ * of life (channel heartbeat, sd_notify WATCHDOG=1); when it runs out the worker is hung and
+ * its owner is told (on_hung), which replaces it and then aborts it (worker_abort). Every exit
+ * leaves its facts in last_exit (code or signal, core, uptime, reason, sender, last lines).
  *
  * A worker knows nothing of the app or the supervisor around it. It is started from a spec (its
  * config, its slot, the fds and paths it gets) and reports what happens through the ops its
