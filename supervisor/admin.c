@@ -185,7 +185,7 @@ static unsigned admin_shutdown_phase(const struct master *m)
     return (unsigned)(m->shutdown ? shutdown_phase(m->shutdown) : WIRE_PHASE_COMPLETE) + 1;
 }
 
-static const char *const worker_states[] = {"starting", "ready", "draining", "stopping",
+static const char *const worker_states[] = {"starting", "ready", "hung", "draining", "stopping",
                                             "backoff"};
 
 static unsigned app_count_state(const struct app *app, size_t state)

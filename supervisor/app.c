@@ -45,6 +45,12 @@ bool app_is_up(const struct app *app)
 
 int app_retire(struct app *app, struct worker *w)
 {
+    if (w->state == WORKER_HUNG) {
+        /* A hung worker answers no phase: it is aborted, to leave a core or a stack dump,
+         * and killed kill_timeout later (SPEC section 10). */
+        worker_abort(w);
+        return 0;
+    }
     return shutdown_retire(app->host->shutdowns, w, *app->host->cfg, app->cfg->kill_timeout_ms);
 }
 
@@ -181,9 +187,32 @@ static void app_unlink(struct app *app, struct worker *w)
 
 /* ---- what the app's workers report ---- */
 
+static void app_try_replace(struct app *app, struct worker *w);
+
 static void app_worker_ready(void *owner, struct worker *w)
 {
     app_on_worker_ready(owner, w);
+}
+
+static void app_worker_hung(void *owner, struct worker *w)
+{
+    app_on_worker_hung(owner, w);
+}
+
+/* It asked to be replaced (SPEC section 10, reason requested): gracefully, through the same
+ * surge path, at most one replacement per app at a time. */
+static void app_worker_recycle(void *owner, struct worker *w, const char *reason)
+{
+    struct app *app = owner;
+    if (w->condemned != WORKER_REASON_NONE) {
+        return;
+    }
+    w->condemned = WORKER_REASON_REQUESTED;
+    w->replace_at = 0;
+    json_t *f = json_pack("{s:s, s:s}", "reason", "requested", "request", reason);
+    event_record(EVENT_RECYCLE, LOG_INFO, (struct log_origin){app->name, (int)w->slot, w->pid},
+                 f, "worker asked to be recycled ('%s'); replacing it", reason);
+    app_try_replace(app, w);
 }
 
 static void app_worker_exit(void *owner, struct worker *w)
@@ -211,6 +240,8 @@ static int app_worker_page(void *owner, const char *format, const char **ret_bod
 
 static const struct worker_ops app_worker_ops = {
     .on_ready = app_worker_ready,
+    .on_hung = app_worker_hung,
+    .on_recycle = app_worker_recycle,
     .on_exit = app_worker_exit,
     .on_phase_done = app_worker_phase_done,
     .on_metrics = app_worker_metrics,
@@ -351,6 +382,7 @@ static void slot_free(struct slot *s)
         return;
     }
     ev_timer_stop(s->app->host->loop, &s->restart_w);
+    json_decref(s->last_exit);
     free(s);
 }
 
@@ -377,16 +409,14 @@ static void app_check_memory(struct app *app, struct worker *w)
         return;
     }
     ev_tstamp now = ev_now(app->host->loop);
-    struct backoff_policy p = {cfg->restart_delay_ms, cfg->restart_delay_max_ms,
-                               cfg->min_uptime_ms};
     struct log_origin origin = {app->name, (int)w->slot, w->pid};
-    if (!w->over_memory) {
-        w->over_memory = true;
+    if (w->condemned == WORKER_REASON_NONE) {
+        w->condemned = WORKER_REASON_MEMORY;
         double uptime = now - w->started_at;
         struct slot_facts sf = slot_facts_of(s);
         sf.uptime_ms = (uint64_t)(uptime * 1000.0);
         uint64_t delay = slot_feed(s, SLOT_EV_MEMORY, &sf).delay_ms;
-        w->memory_replace_at = now + (double)delay / 1000.0;
+        w->replace_at = now + (double)delay / 1000.0;
         json_t *f = json_pack("{s:I, s:I, s:I}", "rss_bytes", (json_int_t)w->stat.rss_bytes,
                               "max_memory", (json_int_t)cfg->max_memory, "delay_ms",
                               (json_int_t)delay);
@@ -401,17 +431,33 @@ static void app_check_memory(struct app *app, struct worker *w)
                          w->stat.rss_bytes, cfg->max_memory);
         }
     }
-    if (now < w->memory_replace_at || app->replacing) {
+    app_try_replace(app, w);
+}
+
+/*
+ * A condemned worker (w->condemned: memory, hang, lifetime, requested) is replaced through the
+ * host's surge path once its time has come and no other replacement owns the app's slots
+ * (one at a time per app); otherwise, or should this one fail, a later stats tick tries again.
+ */
+static void app_try_replace(struct app *app, struct worker *w)
+{
+    ev_tstamp now = ev_now(app->host->loop);
+    struct slot *s = w->slot < app->n_slots ? app->slots[w->slot] : NULL;
+    if (w->condemned == WORKER_REASON_NONE || !s || s->worker != w || w->retire ||
+        app->state != APP_RUNNING || now < w->replace_at || app->replacing) {
         return; /* its turn comes at a later check */
     }
-    int r = app->host->ops->replace_over_memory(app->host->owner, app, w);
+    const struct config_app *cfg = w->cfg;
+    struct backoff_policy p = {cfg->restart_delay_ms, cfg->restart_delay_max_ms,
+                               cfg->min_uptime_ms};
+    int r = app->host->ops->replace(app->host->owner, app, w, w->condemned);
     /* Should this one fail, or its new worker not come up, the next try waits. */
-    uint64_t retry = backoff_next(&w->memory_retry, &p, 0, (uint32_t)random());
-    w->memory_replace_at = now + (double)retry / 1000.0;
+    uint64_t retry = backoff_next(&w->replace_retry, &p, 0, (uint32_t)random());
+    w->replace_at = now + (double)retry / 1000.0;
     if (r < 0) {
-        log_record(LOG_WARN, origin, NULL,
-                   "replacing the worker over max_memory failed: %s; trying again in %" PRIu64
-                   " ms", strerror(-r), retry);
+        log_record(LOG_WARN, (struct log_origin){app->name, (int)w->slot, w->pid}, NULL,
+                   "replacing the worker (%s) failed: %s; trying again in %" PRIu64 " ms",
+                   worker_reason_to_string(w->condemned), strerror(-r), retry);
     }
 }
 
@@ -433,6 +479,47 @@ static void app_check_crash_loops(struct app *app, ev_tstamp now)
     }
 }
 
+/* From the worker: hung (SPEC section 10). Its replacement starts at once; the reload's surge
+ * path retires it through app_retire(), which aborts a hung worker. */
+void app_on_worker_hung(struct app *app, struct worker *w)
+{
+    if (w->condemned == WORKER_REASON_NONE) {
+        w->condemned = WORKER_REASON_HANG;
+    }
+    w->replace_at = 0;
+    app_try_replace(app, w);
+    app->host->ops->on_changed(app->host->owner, app);
+}
+
+/*
+ * max_lifetime (SPEC section 10, "Recycling"): a worker is recycled after about T of uptime,
+ * through the same surge path (its replacement ready first, so capacity never drops below
+ * `workers`). The slots' lifetimes differ, T * (1 + slot / 2N), so workers started together
+ * (the app's start, a reload) come due one after another and stay apart; should two come due
+ * together anyway, the app's one-replacement-at-a-time rule recycles them in turn.
+ */
+static void app_check_lifetime(struct app *app, struct worker *w, ev_tstamp now)
+{
+    const struct config_app *cfg = w->cfg;
+    if (cfg->max_lifetime_ms == 0 || w->condemned != WORKER_REASON_NONE || w->retire ||
+        app->n_slots == 0) {
+        return;
+    }
+    double life = (double)cfg->max_lifetime_ms / 1000.0 *
+                  (1.0 + (double)w->slot / (2.0 * (double)app->n_slots));
+    double uptime = now - w->started_at;
+    if (uptime < life) {
+        return;
+    }
+    w->condemned = WORKER_REASON_LIFETIME;
+    w->replace_at = 0;
+    json_t *f = json_pack("{s:s, s:f, s:I}", "reason", "lifetime", "uptime_s", uptime,
+                          "max_lifetime_ms", (json_int_t)cfg->max_lifetime_ms);
+    event_record(EVENT_RECYCLE, LOG_INFO, (struct log_origin){app->name, (int)w->slot, w->pid},
+                 f, "worker reached its lifetime (%.1f s, max_lifetime %" PRIu64
+                 " ms); recycling it", uptime, cfg->max_lifetime_ms);
+}
+
 static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct app *app = t->data;
@@ -442,6 +529,12 @@ static void app_on_stats_timer(struct ev_loop *loop, ev_timer *t, int revents)
         next = w->next;
         if (worker_sample(w, now) == 0 && w->state == WORKER_READY) {
             app_check_memory(app, w);
+        }
+        if (w->state == WORKER_READY && app->state == APP_RUNNING) {
+            app_check_lifetime(app, w, now);
+        }
+        if (w->condemned != WORKER_REASON_NONE) {
+            app_try_replace(app, w); /* one whose turn did not come at once */
         }
     }
     app_check_crash_loops(app, now);
@@ -975,7 +1068,7 @@ static void app_handle_crash(struct app *app, struct slot *s, struct worker *w)
                    "not restarting (restart = %s)", restart_policy_to_string(cfg->restart));
         return;
     }
-    app->restarts[w->over_memory ? WORKER_REASON_MEMORY : WORKER_REASON_CRASH]++;
+    app->restarts[w->condemned != WORKER_REASON_NONE ? w->condemned : WORKER_REASON_CRASH]++;
     s->restarts++;
     if (st.action == SLOT_DO_WAIT) {
         json_t *fields = json_pack("{s:I, s:i, s:s, s:s}", "delay_ms", (json_int_t)st.delay_ms,
@@ -1007,10 +1100,17 @@ void app_on_worker_exit(struct app *app, struct worker *w)
     if (was_current) {
         s->worker = NULL;
     }
+    if (s && w->last_exit) {
+        json_decref(s->last_exit);
+        s->last_exit = json_incref(w->last_exit);
+    }
     /* A replacement in progress owns the exits of its own workers (a new one failing, an old
      * one whose successor is already coming up). */
     bool handled = app->replacing && app->replacing->ops->on_worker_exit(app->replacing, w);
-    if (was_current && !handled && !worker_was_asked(w) && app_is_up(app)) {
+    /* A condemned worker that leaves while still its slot's worker never saw its replacement
+     * (a hung one aborted after ready_timeout): the slot is refilled as after a crash. */
+    bool unreplaced = was_current && w->condemned != WORKER_REASON_NONE;
+    if (was_current && !handled && (!worker_was_asked(w) || unreplaced) && app_is_up(app)) {
         app_handle_crash(app, s, w);
     } else if (was_current) {
         (void)slot_feed(s, SLOT_EV_LEFT, NULL);

@@ -36,9 +36,9 @@ struct app_ops {
     void (*on_changed)(void *owner, struct app *app);
     /* It reached stopped (every worker gone after app_stop or app_halt). */
     void (*on_stopped)(void *owner, struct app *app);
-    /* w is over max_memory and its turn has come: start its replacement. Returns 0 or -errno
-     * (it is then tried again later). */
-    int (*replace_over_memory)(void *owner, struct app *app, struct worker *w);
+    /* w is condemned (over max_memory, hung, recycled: reason) and its turn has come: start its
+     * replacement. Returns 0 or -errno (it is then tried again later). */
+    int (*replace)(void *owner, struct app *app, struct worker *w, enum worker_reason reason);
     /* As worker_ops: a worker's metrics changed; the combined page. */
     void (*on_metrics)(void *owner);
     int (*page)(void *owner, const char *format, const char **ret_body);
@@ -90,6 +90,7 @@ struct slot {
     ev_timer restart_w;         /* armed while fsm.state is SLOT_BACKOFF */
     unsigned restarts;
     bool crash_looping;         /* a crash_loop event was told, its end not yet */
+    json_t *last_exit;          /* the facts of its last worker's exit (SPEC section 10), or NULL */
 };
 
 struct app {
@@ -202,6 +203,8 @@ bool app_is_autoscaled(const struct app *app);
 /* From the worker: it became ready / it exited (reaped; the app takes it from here). */
 void app_on_worker_ready(struct app *app, struct worker *w);
 void app_on_worker_exit(struct app *app, struct worker *w);
+/* From the worker: it is hung; its replacement is started (SPEC section 10). */
+void app_on_worker_hung(struct app *app, struct worker *w);
 
 /* Counts one finished config reload's duration in the histogram. */
 void app_observe_reload(struct app *app, double seconds);

@@ -916,6 +916,8 @@ static const struct key_def app_keys[] = {
     {"scale_down_after", set_duration_positive,
      offsetof(struct config_app, scale_down_after_ms), false},
     {"scale_cooldown", set_duration, offsetof(struct config_app, scale_cooldown_ms), false},
+    {"watchdog", set_duration, offsetof(struct config_app, watchdog_ms), false},
+    {"max_lifetime", set_duration, offsetof(struct config_app, max_lifetime_ms), false},
     {NULL, NULL, 0, false},
 };
 

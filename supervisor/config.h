@@ -69,6 +69,8 @@ struct config_app {
     unsigned reload_batch;
     uint64_t kill_timeout_ms;
     bool metrics_per_worker;
+    uint64_t watchdog_ms;       /* 0 = none; else silent this long = hung (SPEC section 10) */
+    uint64_t max_lifetime_ms;   /* 0 = none; else recycled after about this uptime */
     unsigned line;              /* where [app:NAME] stands (0 for the quick start) */
 };
 

@@ -266,7 +266,7 @@ static const char *ctl_state_color(const char *state)
         strcmp(state, "reloading") == 0) {
         return CTL_YELLOW;
     }
-    if (strcmp(state, "errored") == 0) {
+    if (strcmp(state, "errored") == 0 || strcmp(state, "hung") == 0) {
         return CTL_RED;
     }
     return CTL_DIM; /* draining, stopping, stopped */
@@ -305,7 +305,7 @@ static void ctl_format_bytes(double b, char *buf, size_t size)
     }
 }
 
-#define CTL_COLS 10
+#define CTL_COLS 11
 
 struct ctl_table {
     char *(*cells)[CTL_COLS];
@@ -412,11 +412,33 @@ static void ctl_format_queue(json_t *listen, char *buf, size_t size)
     }
 }
 
+/* A slot's last exit in one word (SPEC section 10): "SIGABRT/hang", "code=1/crash",
+ * "SIGKILL!/crash" (a SIGKILL drover did not send: the OOM killer, an operator), "-" for none;
+ * "+core" when it dumped core. The whole record is in --json and the log. */
+static void ctl_format_exit(json_t *e, char *buf, size_t size)
+{
+    if (!json_is_object(e)) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    const char *sig = ctl_string(e, "signal", NULL);
+    const char *sender = ctl_string(e, "sender", "drover");
+    char how[32];
+    if (sig) {
+        snprintf(how, sizeof how, "SIG%s%s", sig, strcmp(sender, "drover") != 0 ? "!" : "");
+    } else {
+        snprintf(how, sizeof how, "code=%.0f", ctl_number(e, "exit_code"));
+    }
+    snprintf(buf, size, "%s/%s%s", how, ctl_string(e, "reason", "?"),
+             json_is_true(json_object_get(e, "core_dumped")) ? "+core" : "");
+}
+
 static int ctl_print_status(json_t *reply, bool color)
 {
-    static const char *const header[CTL_COLS] = {"APP",      "SLOT",   "PID", "STATE",
-                                                 "GEN",      "UPTIME", "RESTARTS",
-                                                 "MEMORY",   "CPU",    "QUEUE"};
+    static const char *const header[CTL_COLS] = {"APP",      "SLOT",     "PID",
+                                                 "STATE",    "GEN",      "UPTIME",
+                                                 "RESTARTS", "MEMORY",   "CPU",
+                                                 "LAST_EXIT", "QUEUE"};
     struct ctl_table t = {.state_col = 3};
     int r = ctl_table_add(&t, header);
     json_t *apps = json_object_get(reply, "apps");
@@ -430,7 +452,7 @@ static int ctl_print_status(json_t *reply, bool color)
         ctl_format_queue(json_object_get(app, "listen"), queue, sizeof queue);
         if (json_array_size(workers) == 0) {
             const char *row[CTL_COLS] = {name, "-", "-", ctl_string(app, "state", "?"), gen,
-                                         "-",  "-", "-", "-", queue};
+                                         "-",  "-", "-", "-", "-", queue};
             r = r < 0 ? r : ctl_table_add(&t, row);
             continue;
         }
@@ -453,9 +475,11 @@ static int ctl_print_status(json_t *reply, bool color)
                 snprintf(mem, sizeof mem, "-");
                 snprintf(cpu, sizeof cpu, "-");
             }
+            char last[96];
+            ctl_format_exit(json_object_get(w, "last_exit"), last, sizeof last);
             /* The queue is the app's, shown once, on its first row. */
             const char *row[CTL_COLS] = {name, slot, pid, state, wgen, up, restarts, mem, cpu,
-                                         j == 0 ? queue : ""};
+                                         last, j == 0 ? queue : ""};
             r = r < 0 ? r : ctl_table_add(&t, row);
         }
     }

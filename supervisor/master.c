@@ -498,10 +498,11 @@ static void master_app_stopped(void *owner, struct app *app)
     master_on_app_stopped(owner, app);
 }
 
-static int master_app_replace_over_memory(void *owner, struct app *app, struct worker *w)
+static int master_app_replace(void *owner, struct app *app, struct worker *w,
+                              enum worker_reason reason)
 {
     unsigned slot = w->slot;
-    return reload_start(app, NULL, NULL, &slot, 1, WORKER_REASON_MEMORY, NULL, NULL, NULL);
+    return reload_start(app, NULL, NULL, &slot, 1, reason, NULL, NULL, NULL);
 }
 
 static void master_app_metrics(void *owner)
@@ -517,7 +518,7 @@ static int master_app_page(void *owner, const char *format, const char **ret_bod
 static const struct app_ops master_app_ops = {
     .on_changed = master_app_changed,
     .on_stopped = master_app_stopped,
-    .replace_over_memory = master_app_replace_over_memory,
+    .replace = master_app_replace,
     .on_metrics = master_app_metrics,
     .page = master_app_page,
 };

@@ -30,6 +30,8 @@ int notify_parse(char *buf, size_t len, struct notify_msg *ret)
             m.reloading = true;
         } else if (strcmp(line, "WATCHDOG=1") == 0) {
             m.watchdog = true;
+        } else if (strcmp(line, "WATCHDOG=trigger") == 0) {
+            m.watchdog_trigger = true;
         } else if (strncmp(line, "STATUS=", 7) == 0) {
             m.status = line + 7;
         }

@@ -17,7 +17,8 @@ struct notify_msg {
     bool ready;
     bool stopping;
     bool reloading;
-    bool watchdog;
+    bool watchdog;          /* WATCHDOG=1: alive */
+    bool watchdog_trigger;  /* WATCHDOG=trigger: it declares itself hung */
     const char *status;     /* NUL-terminated in the buffer; NULL when absent */
 };
 

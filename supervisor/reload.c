@@ -136,7 +136,16 @@ static ev_tstamp reload_now(const struct reload *r)
 
 static const char *reload_verb(const struct reload *r)
 {
-    return r->reason == WORKER_REASON_RELOAD ? "reload" : "restart";
+    switch (r->reason) {
+    case WORKER_REASON_RELOAD:
+        return "reload";
+    case WORKER_REASON_MANUAL:
+    case WORKER_REASON_CRASH:
+    case WORKER_REASON_COUNT:
+        return "restart";
+    default:
+        return reload_describe(r);
+    }
 }
 
 const char *reload_describe(const struct reload *r)
@@ -148,6 +157,11 @@ const char *reload_describe(const struct reload *r)
         return "restart";
     case WORKER_REASON_MEMORY:
         return "memory replacement";
+    case WORKER_REASON_HANG:
+        return "hang replacement";
+    case WORKER_REASON_LIFETIME:
+    case WORKER_REASON_REQUESTED:
+        return "recycle";
     case WORKER_REASON_CRASH:
     case WORKER_REASON_SCALE:
     case WORKER_REASON_COUNT:

@@ -50,6 +50,16 @@ static struct slot_step cell_crash(struct slot_machine *m, const struct slot_fac
     if (f->restart == RESTART_NEVER || (f->restart == RESTART_ON_FAILURE && f->clean_exit)) {
         return slot_go(SLOT_EMPTY, SLOT_DO_NOTHING, "not restarted (restart policy)");
     }
+    /* The first fast crash in a row is replaced at once, like any other crash: a sporadic
+     * crash then costs only the app's boot (issue 15). Backoff starts at the second fast crash
+     * in a row, whose wait is restart_delay; the slot is crash-looping from then on. */
+    if (f->uptime_ms < f->policy.min_uptime_ms && m->backoff.fast_crashes == 0) {
+        m->backoff.fast_crashes = 1;
+        struct slot_step st = slot_go(SLOT_EMPTY, SLOT_DO_SPAWN,
+                                      "restarted at once (first fast crash)");
+        st.counts_restart = true;
+        return st;
+    }
     uint64_t delay = backoff_next(&m->backoff, &f->policy, f->uptime_ms, f->random);
     struct slot_step st = delay == 0 ? slot_go(SLOT_EMPTY, SLOT_DO_SPAWN, "restarted at once")
                                      : slot_go(SLOT_BACKOFF, SLOT_DO_WAIT, "died young: backing off");

@@ -169,6 +169,9 @@ static _Noreturn void spawn_child(const struct spawn_plan *p, int errfd, pid_t p
     if (p->listen_pid_digits) {
         spawn_format_pid(p->listen_pid_digits, getpid());
     }
+    if (p->watchdog_pid_digits) {
+        spawn_format_pid(p->watchdog_pid_digits, getpid());
+    }
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
     execve(p->path, p->argv, p->envp);
     spawn_child_fail(errfd, SPAWN_STEP_EXEC);

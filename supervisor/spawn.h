@@ -46,6 +46,7 @@ struct spawn_plan {
      * child writes its pid there (formatting an integer is async-signal-safe).
      */
     char *listen_pid_digits;
+    char *watchdog_pid_digits;  /* the same for WATCHDOG_PID (watchdog = T), or NULL */
     int fds[SPAWN_FDS_MAX]; /* fds[i] becomes fd i in the worker */
     int n_fds;
     const char *cwd;        /* NULL = inherit */

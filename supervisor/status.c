@@ -46,7 +46,7 @@ static struct slot *status_slot(const struct app *app, unsigned id)
     return id < app->n_slots ? app->slots[id] : NULL;
 }
 
-static json_t *status_worker_json(struct app *app, const struct status_row *row, double now)
+static json_t *status_worker_json_of(struct app *app, const struct status_row *row, double now)
 {
     struct worker *w = row->w;
     if (!w) {
@@ -94,6 +94,26 @@ static json_t *status_listen_json(const struct app *app)
         json_array_append_new(list, e);
     }
     return list;
+}
+
+/* The slot's last exit (SPEC section 10), without its output lines: a status stays short. */
+static void status_add_last_exit(json_t *o, const struct slot *s)
+{
+    if (!o || !s || !s->last_exit) {
+        return;
+    }
+    json_t *e = json_deep_copy(s->last_exit);
+    if (e) {
+        json_object_del(e, "last_output");
+        json_object_set_new(o, "last_exit", e);
+    }
+}
+
+static json_t *status_worker_json(struct app *app, const struct status_row *row, double now)
+{
+    json_t *o = status_worker_json_of(app, row, now);
+    status_add_last_exit(o, row->s ? row->s : status_slot(app, row->slot));
+    return o;
 }
 
 json_t *status_app_json(struct app *app, double now)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,9 @@ extern char **environ;
  * before that is logged. */
 #define WORKER_PAGE_PATIENCE 1.0
 
+/* Output lines of an exited worker quoted in its exit record. */
+#define WORKER_EXIT_LINES 5
+
 /* Output bytes read per wakeup from one pipe, so a chatty worker cannot starve the loop. */
 #define WORKER_OUTPUT_BUDGET (64u * 1024u)
 
@@ -47,6 +51,12 @@ const char *worker_reason_to_string(enum worker_reason reason)
         return "reload";
     case WORKER_REASON_MANUAL:
         return "manual";
+    case WORKER_REASON_HANG:
+        return "hang";
+    case WORKER_REASON_LIFETIME:
+        return "lifetime";
+    case WORKER_REASON_REQUESTED:
+        return "requested";
     case WORKER_REASON_SCALE:
         return "scale";
     case WORKER_REASON_COUNT:
@@ -70,25 +80,6 @@ static struct ev_loop *worker_loop(const struct worker *w)
     return w->loop;
 }
 
-/* What an exit event says beyond the state: how it ended, how long it lived, whether drover had
- * asked it to go. */
-static void worker_exit_facts(const struct worker *w, json_t *f)
-{
-    int st = w->wait_status;
-    if (WIFEXITED(st)) {
-        json_object_set_new(f, "exit_code", json_integer(WEXITSTATUS(st)));
-    } else if (WIFSIGNALED(st)) {
-        const char *name = sigabbrev_np(WTERMSIG(st));
-        json_object_set_new(f, "signal", json_string(name ? name : "?"));
-        json_object_set_new(f, "core_dumped", json_boolean(WCOREDUMP(st)));
-    }
-    json_object_set_new(f, "uptime_s", json_real(ev_now(worker_loop(w)) - w->started_at));
-    json_object_set_new(f, "asked", json_boolean(worker_was_asked(w)));
-    if (w->exec_failed) {
-        json_object_set_new(f, "exec_failed", json_true());
-    }
-}
-
 /* The one place a worker's state changes, and the one log record for it. */
 static void worker_set_state(struct worker *w, enum worker_state state, const char *why)
 {
@@ -98,14 +89,21 @@ static void worker_set_state(struct worker *w, enum worker_state state, const ch
     w->state = state;
     json_t *f = json_pack("{s:s, s:i}", "state", worker_state_to_string(state), "generation",
                           (int)w->generation);
-    enum log_level level = state == WORKER_EXITED && !worker_was_asked(w) ? LOG_WARN : LOG_INFO;
-    if (state == WORKER_READY || state == WORKER_EXITED) {
-        if (state == WORKER_EXITED && f) {
-            worker_exit_facts(w, f);
+    enum log_level level =
+        (state == WORKER_EXITED && !worker_was_asked(w)) || state == WORKER_HUNG ? LOG_WARN
+                                                                                : LOG_INFO;
+    if (state == WORKER_EXITED && f) {
+        if (w->last_exit) {
+            json_object_update(f, w->last_exit);
         }
-        event_record(state == WORKER_READY ? EVENT_WORKER_READY : EVENT_WORKER_EXIT, level,
-                     worker_origin(w), f, "worker %s%s%s", worker_state_to_string(state),
-                     why ? ": " : "", why ? why : "");
+        json_object_set_new(f, "asked", json_boolean(worker_was_asked(w)));
+    }
+    if (state == WORKER_READY || state == WORKER_EXITED || state == WORKER_HUNG) {
+        enum event_type type = state == WORKER_READY  ? EVENT_WORKER_READY
+                               : state == WORKER_HUNG ? EVENT_WORKER_HUNG
+                                                      : EVENT_WORKER_EXIT;
+        event_record(type, level, worker_origin(w), f, "worker %s%s%s",
+                     worker_state_to_string(state), why ? ": " : "", why ? why : "");
         return;
     }
     log_record(level, worker_origin(w), f, "worker %s%s%s", worker_state_to_string(state),
@@ -117,6 +115,9 @@ void worker_signal(struct worker *w, int sig)
     if (w->pid <= 0) {
         return;
     }
+    if (sig > 0 && sig < 32) {
+        w->signals_sent |= 1u << sig;
+    }
     /* The worker leads its own process group from its setsid() on; in the instant between fork
      * and setsid the group does not exist yet, and the pid alone is the target. */
     if (kill(-w->pid, sig) == -1 && errno == ESRCH) {
@@ -127,6 +128,11 @@ void worker_signal(struct worker *w, int sig)
 void worker_kill(struct worker *w)
 {
     worker_signal(w, SIGKILL);
+}
+
+bool worker_was_sent(const struct worker *w, int sig)
+{
+    return sig > 0 && sig < 32 && (w->signals_sent & (1u << sig));
 }
 
 /* ---- output: stdout and stderr lines become log records ---- */
@@ -230,6 +236,7 @@ static struct worker_facts worker_facts_of(const struct worker *w)
         .uptime_s = ev_now(w->loop) - w->started_at,
         .ready_delay_s = (double)w->cfg->ready_delay_ms / 1000.0,
         .ready_timeout_s = (double)w->cfg->ready_timeout_ms / 1000.0,
+        .kill_timeout_s = (double)w->cfg->kill_timeout_ms / 1000.0,
     };
 }
 
@@ -264,17 +271,51 @@ static void worker_feed(struct worker *w, enum worker_event ev, const char *via)
                    w->cfg->ready_timeout_ms);
         worker_kill(w);
         break;
+    case WORKER_DO_HANG:
+        snprintf(why, sizeof why, "%s, %.0f ms after its last sign of life (watchdog %" PRIu64
+                 " ms)", said ? said : "silent", (ev_now(w->loop) - w->alive_at) * 1000,
+                 w->cfg->watchdog_ms);
+        said = why;
+        __attribute__((fallthrough)); /* to the abort deadline */
+    case WORKER_DO_ABORT:
+        ev_timer_stop(w->loop, &w->timer_w);
+        ev_timer_set(&w->timer_w, st.delay_s, 0.);
+        ev_timer_start(w->loop, &w->timer_w);
+        if (st.action == WORKER_DO_ABORT) {
+            worker_signal(w, SIGABRT);
+        }
+        break;
+    case WORKER_DO_FORCE:
+        log_record(LOG_WARN, worker_origin(w), NULL,
+                   "worker still there %" PRIu64 " ms (kill_timeout) after SIGABRT; SIGKILL",
+                   w->cfg->kill_timeout_ms);
+        worker_kill(w);
+        break;
     }
     if (st.to != st.from) {
         if (st.to == WORKER_EXITED) {
             w->exited_from = st.from;
         }
-        worker_set_state(w, st.to, st.action == WORKER_DO_READY || st.to == WORKER_EXITED
+        if (st.from == WORKER_READY) {
+            ev_timer_stop(w->loop, &w->watchdog_w);
+        }
+        worker_set_state(w, st.to, st.action == WORKER_DO_READY || st.to == WORKER_EXITED ||
+                                           st.action == WORKER_DO_HANG ||
+                                           st.action == WORKER_DO_ABORT
                                        ? said
                                        : NULL);
     }
     if (st.action == WORKER_DO_READY) {
+        w->alive_at = w->ready_at;
+        if (w->cfg->watchdog_ms > 0) {
+            /* Counted from readiness: booting is ready_timeout's business (SPEC section 10). */
+            double t = (double)w->cfg->watchdog_ms / 1000.0;
+            ev_timer_set(&w->watchdog_w, t, t);
+            ev_timer_start(w->loop, &w->watchdog_w);
+        }
         w->ops->on_ready(w->owner, w);
+    } else if (st.action == WORKER_DO_HANG) {
+        w->ops->on_hung(w->owner, w);
     }
 }
 
@@ -293,6 +334,11 @@ void worker_stopping(struct worker *w)
     worker_feed(w, WORKER_EV_STOP, NULL);
 }
 
+void worker_abort(struct worker *w)
+{
+    worker_feed(w, WORKER_EV_ABORT, NULL);
+}
+
 void worker_stop_now(struct worker *w)
 {
     worker_feed(w, WORKER_EV_KILL, NULL);
@@ -306,9 +352,29 @@ void worker_on_ready_signal(struct worker *w, const char *via)
     worker_feed(w, WORKER_EV_WORD, via);
 }
 
+/* A sign of life (heartbeat, WATCHDOG=1): the watchdog starts counting again. */
+static void worker_on_life(struct worker *w)
+{
+    w->alive_at = ev_now(w->loop);
+    if (ev_is_active(&w->watchdog_w)) {
+        ev_timer_again(w->loop, &w->watchdog_w);
+    }
+}
+
+static void worker_on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    worker_feed(t->data, WORKER_EV_SILENT, NULL);
+}
+
 void worker_on_notify(struct worker *w, const struct notify_msg *msg)
 {
     w->spoke = true;
+    if (msg->watchdog) {
+        worker_on_life(w);
+    }
+    if (msg->watchdog_trigger) {
+        worker_feed(w, WORKER_EV_SILENT, "WATCHDOG=trigger");
+    }
     if (msg->status) {
         worker_set_status(w, msg->status);
     }
@@ -452,6 +518,12 @@ static void worker_on_channel_msg(struct channel *ch, struct wire_msg *msg, void
         worker_want_page(w, msg->format);
         break;
     case WIRE_HEARTBEAT:
+        worker_on_life(w);
+        break;
+    case WIRE_RECYCLE:
+        if (w->state == WORKER_READY) {
+            w->ops->on_recycle(w->owner, w, msg->text ? msg->text : "");
+        }
         break;
     case WIRE_PHASE:
     case WIRE_COLLECT:
@@ -529,6 +601,71 @@ static void worker_describe_exit(int status, char *buf, size_t size)
     }
 }
 
+const char *worker_exit_reason(const struct worker *w)
+{
+    if (w->condemned != WORKER_REASON_NONE) {
+        return worker_reason_to_string(w->condemned);
+    }
+    if (w->exec_failed) {
+        return "exec failed";
+    }
+    if (worker_was_asked(w)) {
+        return w->stop_reason != WORKER_REASON_CRASH ? worker_reason_to_string(w->stop_reason)
+                                                     : "stop";
+    }
+    return "crash";
+}
+
+struct worker_lines {
+    pid_t pid;
+    json_t *lines;
+};
+
+static void worker_collect_line(const struct logbuf_line *line, void *data)
+{
+    struct worker_lines *c = data;
+    if (line->pid == c->pid) {
+        json_array_append_new(c->lines, log_json_text(line->text, line->len));
+        if (json_array_size(c->lines) > WORKER_EXIT_LINES) {
+            json_array_remove(c->lines, 0);
+        }
+    }
+}
+
+/*
+ * The facts of an exit (SPEC section 10): exit code or signal, core or not, uptime, reason,
+ * and, for a signal, who sent it. libev reaps with waitpid, which does not say who sent a
+ * signal (si_pid), so drover says what it knows: whether it sent that signal itself. A SIGKILL
+ * it did not send is the kernel's OOM killer or an operator, and is called so.
+ */
+static json_t *worker_exit_facts(const struct worker *w, double uptime_s)
+{
+    int st = w->wait_status;
+    json_t *o = json_pack("{s:f, s:s, s:f}", "uptime_s", round(uptime_s * 1000) / 1000,
+                          "reason", worker_exit_reason(w), "at", ev_now(w->loop));
+    if (!o) {
+        return NULL;
+    }
+    if (WIFEXITED(st)) {
+        json_object_set_new(o, "exit_code", json_integer(WEXITSTATUS(st)));
+        json_object_set_new(o, "core_dumped", json_false());
+    } else if (WIFSIGNALED(st)) {
+        int sig = WTERMSIG(st);
+        const char *name = sigabbrev_np(sig);
+        json_object_set_new(o, "signal", json_string(name ? name : "?"));
+        json_object_set_new(o, "core_dumped", json_boolean(WCOREDUMP(st)));
+        const char *sender = worker_was_sent(w, sig) ? "drover"
+                             : sig == SIGKILL ? "not sent by drover (usually the kernel's OOM "
+                                                "killer, or an operator)"
+                                              : "not sent by drover";
+        json_object_set_new(o, "sender", json_string(sender));
+    }
+    struct worker_lines c = {w->last_pid, json_array()};
+    logbuf_foreach_last(w->logbuf, 200, worker_collect_line, &c);
+    json_object_set_new(o, "last_output", c.lines);
+    return o;
+}
+
 static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
 {
     struct worker *w = c->data;
@@ -550,6 +687,7 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
     }
 
     ev_timer_stop(loop, &w->timer_w);
+    ev_timer_stop(loop, &w->watchdog_w);
     if (w->errpipe_fd != -1 && !worker_read_errpipe(w)) {
         ev_io_stop(loop, &w->errpipe_w);
         close(w->errpipe_fd);
@@ -572,8 +710,17 @@ static void worker_on_exit(struct ev_loop *loop, ev_child *c, int revents)
         close(w->stat_fd);
         w->stat_fd = -1;
     }
-    char why[96];
+    char why[160];
     worker_describe_exit(w->wait_status, why, sizeof why);
+    json_decref(w->last_exit);
+    w->last_exit = worker_exit_facts(w, ev_now(loop) - w->started_at);
+    json_t *sender = w->last_exit ? json_object_get(w->last_exit, "sender") : NULL;
+    size_t len = strlen(why);
+    snprintf(why + len, sizeof why - len, "%s%s, after %.1f s (%s)",
+             WIFSIGNALED(w->wait_status) && WCOREDUMP(w->wait_status) ? ", core dumped" : "",
+             sender && strcmp(json_string_value(sender), "drover") != 0 ? ", not sent by drover"
+                                                                       : "",
+             ev_now(loop) - w->started_at, worker_exit_reason(w));
     worker_feed(w, WORKER_EV_EXIT, why);
     metrics_app_retire(w->metrics, w->id);
     w->ops->on_metrics(w->owner, w);
@@ -664,10 +811,12 @@ static void env_free(char **env)
 /*
  * The worker's environment (SPEC section 4): drover's own minus what belongs to drover's
  * supervisor (its NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*), the app's env lines, then drover's
- * variables. *ret_pid_digits points into the LISTEN_PID entry for the child to fill.
+ * variables. *ret_pid_digits points into the LISTEN_PID entry for the child to fill, and
+ * *ret_watchdog_digits into WATCHDOG_PID's (NULL without a watchdog; set before success).
  */
 static int worker_build_env(const struct worker *w, const struct worker_spec *spec,
-                            int channel_fd, char ***ret_env, char **ret_pid_digits)
+                            int channel_fd, char ***ret_env, char **ret_pid_digits,
+                            char **ret_watchdog_digits)
 {
     const struct config_app *cfg = w->cfg;
     size_t cap = 16 + cfg->n_env;
@@ -725,6 +874,15 @@ static int worker_build_env(const struct worker *w, const struct worker_spec *sp
         env_add(&env, &n, "DROVER_STATE_FILE", "%s/%s.%u.state", spec->state_dir, cfg->name,
                 w->slot) < 0) {
         goto out;
+    }
+    if (cfg->watchdog_ms > 0) {
+        /* As systemd passes them to a service (SPEC section 4): WATCHDOG_PID is the worker's
+         * own pid, written by the child after fork like LISTEN_PID. */
+        if (env_add(&env, &n, "WATCHDOG_USEC", "%" PRIu64, cfg->watchdog_ms * 1000) < 0 ||
+            env_add(&env, &n, "WATCHDOG_PID", "%-20s", "") < 0) {
+            goto out;
+        }
+        *ret_watchdog_digits = env[n - 1] + strlen("WATCHDOG_PID=");
     }
     env[n] = NULL;
     *ret_env = env;
@@ -801,6 +959,7 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
     w->out[0].fd = w->out[1].fd = -1;
     w->ch.fd = -1;
     w->state = WORKER_STARTING;
+    w->condemned = WORKER_REASON_NONE;
 
     what = "pipe2";
     if ((r = worker_pipe(out_pipe)) < 0 || (r = worker_pipe(err_pipe)) < 0) {
@@ -835,7 +994,8 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
     plan.fds[plan.n_fds++] = chan[1];
 
     what = "environment";
-    if ((r = worker_build_env(w, spec, channel_target, &env, &plan.listen_pid_digits)) < 0) {
+    if ((r = worker_build_env(w, spec, channel_target, &env, &plan.listen_pid_digits,
+                              &plan.watchdog_pid_digits)) < 0) {
         goto out;
     }
     plan.envp = env;
@@ -896,6 +1056,8 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
 
     ev_init(&w->timer_w, worker_on_timer);
     w->timer_w.data = w;
+    ev_init(&w->watchdog_w, worker_on_watchdog);
+    w->watchdog_w.data = w;
     struct worker_facts facts = worker_facts_of(w);
     double wait = worker_state_first_wait(&facts);
     if (wait >= 0) {
@@ -944,6 +1106,7 @@ void worker_free(struct worker *w)
     free(w->out[0].line);
     free(w->out[1].line);
     free(w->status_text);
+    json_decref(w->last_exit);
     config_unref(w->cfg_owner);
     free(w);
 }

@@ -8,6 +8,12 @@
  *
  *     starting --ready--> ready --stop--> draining/stopping --exit--> exited
  *         \------------------------exit / ready timeout--------------^
+ *     ready --watchdog ran out / WATCHDOG=trigger--> hung --abort (SIGABRT)--> stopping
+ *
+ * With `watchdog = T` (SPEC section 10) a ready worker's watchdog timer is rearmed by each sign
+ * of life (channel heartbeat, sd_notify WATCHDOG=1); when it runs out the worker is hung and
+ * its owner is told (on_hung), which replaces it and then aborts it (worker_abort). Every exit
+ * leaves its facts in last_exit (code or signal, core, uptime, reason, sender, last lines).
  *
  * A worker knows nothing of the app or the supervisor around it. It is started from a spec (its
  * config, its slot, the fds and paths it gets) and reports what happens through the ops its
@@ -40,6 +46,12 @@ struct worker;
 /* What a worker tells its owner. Each is called from the worker's own loop callbacks. */
 struct worker_ops {
     void (*on_ready)(void *owner, struct worker *w);
+    /* It went silent past its watchdog (or said WATCHDOG=trigger): state hung, no longer ready.
+     * The owner starts its replacement and calls worker_abort() once that one is ready; the
+     * worker aborts itself after ready_timeout otherwise. */
+    void (*on_hung)(void *owner, struct worker *w);
+    /* A ready worker asked to be replaced ({"type":"recycle"}); reason borrowed for the call. */
+    void (*on_recycle)(void *owner, struct worker *w, const char *reason);
     /* Reaped (w->pid is 0, w->wait_status holds how); the owner takes it from here. */
     void (*on_exit)(void *owner, struct worker *w);
     void (*on_phase_done)(void *owner, struct worker *w, enum wire_phase phase);
@@ -78,8 +90,12 @@ enum worker_reason {
     WORKER_REASON_MEMORY,
     WORKER_REASON_RELOAD,
     WORKER_REASON_MANUAL,
+    WORKER_REASON_HANG,         /* silent past its watchdog, or WATCHDOG=trigger */
+    WORKER_REASON_LIFETIME,     /* max_lifetime reached */
+    WORKER_REASON_REQUESTED,    /* it asked: channel {"type":"recycle"} */
     WORKER_REASON_SCALE,        /* autoscaling added or retired a worker */
     WORKER_REASON_COUNT,
+    WORKER_REASON_NONE = WORKER_REASON_COUNT,  /* as a worker's `condemned`: not condemned */
 };
 
 /* A worker's line of stdout or stderr being assembled; longer lines are split. */
@@ -115,7 +131,11 @@ struct worker {
     ev_child child_w;
     int errpipe_fd;
     ev_io errpipe_w;
-    ev_timer timer_w;               /* ready delay or timeout, then the stop deadline */
+    ev_timer timer_w;               /* ready delay or timeout; hung: abort deadline; aborted:
+                                     * kill deadline */
+    ev_timer watchdog_w;            /* watchdog = T: rearmed by each sign of life while ready */
+    ev_tstamp alive_at;             /* its last sign of life (heartbeat, WATCHDOG=1, ready) */
+    unsigned signals_sent;          /* bit (1 << sig) of each signal drover sent it */
     struct worker_output out[2];    /* stdout, stderr */
     struct channel ch;
     int stat_fd;
@@ -125,6 +145,7 @@ struct worker {
     double cpu_percent;
     char *status_text;              /* the latest STATUS= or channel status */
     int wait_status;                /* as from waitpid, valid once exited */
+    json_t *last_exit;              /* once exited: how (SPEC section 10, forensics); owned */
     enum worker_state exited_from;  /* where it was when it exited (worker_was_asked) */
     bool channel_used;              /* it has spoken on its channel: it gets phases, not TERM */
     bool spoke;                     /* it has sent anything (channel or sd_notify) */
@@ -135,9 +156,11 @@ struct worker {
     unsigned pages_wanted;          /* get_metrics formats asked for while a page is queued */
     ev_tstamp pages_waiting_since;  /* when the first such request found the queue full */
     bool pages_warned;              /* the get_metrics trouble of this worker was logged */
-    bool over_memory;               /* found over max_memory: being replaced */
-    ev_tstamp memory_replace_at;    /* not before then (backoff) */
-    struct backoff memory_retry;    /* spacing of further tries, should one fail */
+    /* Why it is being replaced (memory, hang, lifetime, requested), WORKER_REASON_NONE while
+     * it is not: a fact found once, after which its replacement is tried until one comes up. */
+    enum worker_reason condemned;
+    ev_tstamp replace_at;           /* not before then (backoff) */
+    struct backoff replace_retry;   /* spacing of further tries, should one fail */
 };
 
 /*
@@ -159,6 +182,13 @@ void worker_stop_now(struct worker *w);
 
 /* Whether an exited worker had been asked to go (draining or stopping when it exited). */
 bool worker_was_asked(const struct worker *w);
+
+/* The owner: a hung worker's replacement is ready; SIGABRT it now (SIGKILL kill_timeout later).
+ * Does nothing to a worker that is not hung. */
+void worker_abort(struct worker *w);
+
+/* Whether drover itself sent sig to the worker. */
+bool worker_was_sent(const struct worker *w, int sig);
 
 /* SIGKILL to the worker's process group now (its state as it is). */
 void worker_kill(struct worker *w);
@@ -185,5 +215,9 @@ void worker_free(struct worker *w);
 void worker_free_later(struct worker *w, struct sweep *sweep);
 
 bool worker_is_alive(const struct worker *w);
+
+/* Why an exited worker left, for its exit record: its condemnation, what the master asked
+ * ("reload", "stop", ...), or "crash". A static string. */
+const char *worker_exit_reason(const struct worker *w);
 
 const char *worker_reason_to_string(enum worker_reason reason);

@@ -77,16 +77,43 @@ static struct worker_step cell_exit(const struct worker_facts *f)
     return go(WORKER_EXITED, WORKER_DO_CANCEL, NULL);
 }
 
+/* Hung: out of the ready count at once; the owner starts its replacement, and after
+ * ready_timeout at the latest (a replacement that never comes up) the hung worker is aborted. */
+static struct worker_step cell_silent(const struct worker_facts *f)
+{
+    struct worker_step st = go(WORKER_HUNG, WORKER_DO_HANG, "silent past its watchdog");
+    st.delay_s = f->ready_timeout_s;
+    return st;
+}
+
+/* SIGABRT, so it leaves a core or a stack dump; kill_timeout later, SIGKILL. */
+static struct worker_step cell_abort(const struct worker_facts *f)
+{
+    struct worker_step st = go(WORKER_STOPPING, WORKER_DO_ABORT, "aborted (SIGABRT)");
+    st.delay_s = f->kill_timeout_s;
+    return st;
+}
+
+/* Only an aborted worker has a timer while stopping: it outlived kill_timeout. */
+static struct worker_step cell_force(const struct worker_facts *f)
+{
+    return go(WORKER_STOPPING, WORKER_DO_FORCE, NULL);
+}
+
 static const worker_cell worker_table[WORKER__COUNT][WORKER_EV__COUNT] = {
     [WORKER_STARTING] = {[WORKER_EV_EXEC] = cell_exec, [WORKER_EV_WORD] = cell_word,
                          [WORKER_EV_TIMER] = cell_timer, [WORKER_EV_DRAIN] = cell_drain_starting,
                          [WORKER_EV_STOP] = cell_stop_starting,
                          [WORKER_EV_KILL] = cell_stop_starting, [WORKER_EV_EXIT] = cell_exit},
     [WORKER_READY] = {[WORKER_EV_DRAIN] = cell_drain, [WORKER_EV_STOP] = cell_stop,
-                      [WORKER_EV_KILL] = cell_stop, [WORKER_EV_EXIT] = cell_exit},
+                      [WORKER_EV_KILL] = cell_stop, [WORKER_EV_EXIT] = cell_exit,
+                      [WORKER_EV_SILENT] = cell_silent},
+    [WORKER_HUNG] = {[WORKER_EV_ABORT] = cell_abort, [WORKER_EV_TIMER] = cell_abort,
+                     [WORKER_EV_DRAIN] = cell_drain_starting, [WORKER_EV_STOP] = cell_stop_starting,
+                     [WORKER_EV_KILL] = cell_stop_starting, [WORKER_EV_EXIT] = cell_exit},
     [WORKER_DRAINING] = {[WORKER_EV_STOP] = cell_stop, [WORKER_EV_KILL] = cell_stop,
                          [WORKER_EV_EXIT] = cell_exit},
-    [WORKER_STOPPING] = {[WORKER_EV_EXIT] = cell_exit},
+    [WORKER_STOPPING] = {[WORKER_EV_EXIT] = cell_exit, [WORKER_EV_TIMER] = cell_force},
 };
 
 double worker_state_first_wait(const struct worker_facts *f)
@@ -122,7 +149,7 @@ bool worker_state_is_leaving(enum worker_state state)
 
 const char *worker_state_to_string(enum worker_state state)
 {
-    static const char *const names[WORKER__COUNT] = {"starting", "ready", "draining",
-                                                     "stopping", "exited"};
+    static const char *const names[WORKER__COUNT] = {"starting", "ready", "hung",
+                                                     "draining", "stopping", "exited"};
     return (unsigned)state < WORKER__COUNT ? names[state] : "unknown";
 }

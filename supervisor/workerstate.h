@@ -8,6 +8,14 @@
  *        |  \--timer: not ready in time --> (kill; the exit is a failed start)      stopping
  *        +--drain--> draining      any --kill--> stopping             any --exit--> exited
  *
+ *     ready --silent (watchdog ran out, or WATCHDOG=trigger)--> hung --abort / timer-->
+ *        stopping (SIGABRT sent; its timer fires kill_timeout later: SIGKILL)
+ *
+ * A hung worker is no longer ready: its owner starts its replacement and aborts it once that one
+ * is ready (abort), or the hung worker's own timer does so after ready_timeout (SPEC section 10).
+ * A worker still starting is held to ready_timeout, never to the watchdog: silent has no cell in
+ * the starting row.
+ *
  * Whether the master asked a worker to go is not a flag but where it was when it exited:
  * draining or stopping (worker_state_is_leaving()).
  */
@@ -20,6 +28,7 @@
 enum worker_state {
     WORKER_STARTING,
     WORKER_READY,
+    WORKER_HUNG,        /* silent past its watchdog: being replaced, then aborted */
     WORKER_DRAINING,
     WORKER_STOPPING,
     WORKER_EXITED,
@@ -34,6 +43,8 @@ enum worker_event {
     WORKER_EV_STOP,     /* a later phase of its going (save, close, cleanup) */
     WORKER_EV_KILL,     /* the master kills it at once, no phases */
     WORKER_EV_EXIT,     /* reaped */
+    WORKER_EV_SILENT,   /* its watchdog ran out, or it said WATCHDOG=trigger */
+    WORKER_EV_ABORT,    /* the owner: its replacement is ready, abort it now */
     WORKER_EV__COUNT,
 };
 
@@ -43,6 +54,9 @@ enum worker_action {
     WORKER_DO_WAIT,     /* (re)arm the ready timer for delay_s */
     WORKER_DO_CANCEL,   /* stop the ready timer */
     WORKER_DO_KILL,     /* not ready in time: a failed start; kill it */
+    WORKER_DO_HANG,     /* it is hung: tell the owner; arm the timer for delay_s (abort then) */
+    WORKER_DO_ABORT,    /* SIGABRT now; arm the timer for delay_s (kill_timeout: SIGKILL then) */
+    WORKER_DO_FORCE,    /* SIGKILL now: it outlived kill_timeout after its SIGABRT */
 };
 
 struct worker_facts {
@@ -51,6 +65,7 @@ struct worker_facts {
     double uptime_s;
     double ready_delay_s;
     double ready_timeout_s;
+    double kill_timeout_s;
 };
 
 struct worker_step {

@@ -77,10 +77,13 @@ def assert_no_lasting_zombie(ppid, timeout=3.0):
 WRK_ERRORS_RE = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 
 
-def wrk_start(url, seconds, connections=16, threads=2, timeout_s=5):
+def wrk_start(url, seconds, connections=16, threads=2, timeout_s=5, headers=()):
     """Starts wrk in its own session (a process this test owns); returns the Popen."""
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--timeout",
-            f"{timeout_s}s", url]
+            f"{timeout_s}s"]
+    for hdr in headers:
+        args += ["-H", hdr]
+    args.append(url)
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 

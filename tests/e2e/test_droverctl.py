@@ -197,7 +197,7 @@ def test_status_table_for_people(drover):
     lines = r.stdout.splitlines()
     header = lines[0].split()
     assert header == ["APP", "SLOT", "PID", "STATE", "GEN", "UPTIME", "RESTARTS", "MEMORY",
-                      "CPU", "QUEUE"]
+                      "CPU", "LAST_EXIT", "QUEUE"]
     rows = [l for l in lines[1:] if l.strip()]
     assert len(rows) == 3, r.stdout
     # Aligned: every column starts at the same offset on every line.
@@ -205,9 +205,9 @@ def test_status_table_for_people(drover):
     for row in rows:
         cells = row.split()
         # The accept queue is the app's: on its first row only, as "LENGTH/LIMIT".
-        assert len(cells) in (9, 10), row
-        if len(cells) == 10:
-            assert re.fullmatch(r"\d+/\d+|-", cells[9]), row
+        assert len(cells) in (10, 11), row
+        if len(cells) == 11:
+            assert re.fullmatch(r"\d+/\d+|-", cells[10]), row
         pos = 0
         for col, start in zip(cells, starts):
             at = row.index(col, pos)
@@ -216,7 +216,8 @@ def test_status_table_for_people(drover):
     pids = {w for w in drover.workers()}
     by_app = {}
     for row in rows:
-        app, slot, pid, state, gen, up, restarts, mem, cpu = row.split()[:9]
+        app, slot, pid, state, gen, up, restarts, mem, cpu, last = row.split()[:10]
+        assert last == "-", row  # no exit yet
         by_app.setdefault(app, []).append(int(slot))
         assert int(pid) in pids
         assert state == "ready" and gen == "1" and restarts == "0"

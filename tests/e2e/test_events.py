@@ -169,3 +169,19 @@ def test_shutdown_phases_reach_a_follower(drover):
     assert phases[:4] == [("initiated", "started"), ("initiated", "done"), ("drain", "started"),
                           ("drain", "done")], phases
     assert drover.wait_exit(20) == 0
+
+
+def test_a_hang_and_a_recycle_are_events(drover):
+    addr = f"127.0.0.1:{h.free_port()}"
+    drover.start(apps={"web": web(addr, workers=2, watchdog="500ms", kill_timeout="1s",
+                                  max_lifetime="2s")})
+    drover.wait_http(addr)
+    victim = drover.wait_workers(2)[0]
+    os.kill(victim, signal.SIGSTOP)
+    hung = wait_event(drover, lambda e: e["type"] == "worker_hung" and e["pid"] == victim,
+                      what="the worker_hung event")[0]
+    exit_ev = wait_event(drover, lambda e: e["type"] == "worker_exit" and e["pid"] == victim,
+                         what="its exit")[0]
+    assert exit_ev["reason"] == "hang" and exit_ev["seq"] > hung["seq"], exit_ev
+    rec = wait_event(drover, lambda e: e["type"] == "recycle", timeout=15, what="a recycle")[0]
+    assert rec["reason"] == "lifetime", rec

@@ -151,7 +151,8 @@ def test_merged_sums_gauges_histograms(drover):
     # drover's own series (SPEC section 6).
     assert val(page, "drover_workers", app="m", state="ready") == 3
     assert val(page, "drover_workers", app="m", state="backoff") == 0
-    for reason in ("crash", "memory", "reload", "manual", "scale"):
+    for reason in ("crash", "memory", "reload", "manual", "hang", "lifetime", "requested",
+                   "scale"):
         assert val(page, "drover_worker_restarts_total", app="m", reason=reason) == 0
     for s in range(3):
         assert val(page, "drover_worker_memory_bytes", app="m", worker=str(s)) > 0
@@ -311,7 +312,8 @@ def test_health_endpoints(drover):
     assert doc["ok"] is True and doc["ready"] is True and doc["state"] == "running"
     (app,) = doc["apps"]
     assert app["name"] == "slow" and app["state"] == "running" and app["ready"] == 2
-    assert set(app["restarts"]) == {"crash", "memory", "reload", "manual", "scale"}
+    assert set(app["restarts"]) == {"crash", "memory", "reload", "manual", "hang", "lifetime",
+                                    "requested", "scale"}
     assert isinstance(app["last_errors"], list)
     assert set(app["reloads"]) == {"done", "failed"} and "series" in app["metrics"]
     assert [w["slot"] for w in app["workers"]] == [0, 1]

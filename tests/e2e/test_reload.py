@@ -187,7 +187,7 @@ def test_memory_limit_replaces_worker_without_failed_request(drover):
     t.start()
     rec = dr.wait_record(lambda r: "over max_memory" in r.get("msg", ""), timeout=10)
     assert rec["rss_bytes"] > 64 * 1024 * 1024
-    res = dr.wait_record(lambda r: r.get("outcome") == "done" and "restart" in r.get("msg", ""),
+    res = dr.wait_record(lambda r: r.get("outcome") == "done" and "memory replacement" in r.get("msg", ""),
                          timeout=10)
     assert res
     t.join()

@@ -29,6 +29,7 @@
 static const char *const sdk_vars[] = {
     "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "DROVER_CHANNEL_FD",
     "DROVER_APP", "DROVER_WORKER_ID", "DROVER_GENERATION", "DROVER_STATE_FILE",
+    "WATCHDOG_USEC", "WATCHDOG_PID",
 };
 
 static void env_clear(void)
@@ -129,6 +130,55 @@ static void test_malformed_environment_is_refused(void **state)
     setenv("DROVER_CHANNEL_FD", "999", 1); /* not an open descriptor */
     assert_int_equal(drover_init(&w), -EBADF);
     env_clear();
+}
+
+/* WATCHDOG_USEC as sd_watchdog_enabled() reads it: only when WATCHDOG_PID is ours or absent. */
+static void test_watchdog_from_the_environment(void **state)
+{
+    (void)state;
+    struct drover_worker *w = NULL;
+    char pid[32];
+    env_clear();
+    assert_int_equal(drover_init(&w), 0);
+    assert_int_equal(drover_watchdog_usec(w), 0);
+    assert_int_equal(drover_recycle(w, "x"), 0); /* no channel: a no-op */
+    drover_close(w);
+
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    setenv("WATCHDOG_USEC", "400000", 1);
+    setenv("WATCHDOG_PID", pid, 1);
+    assert_int_equal(drover_init(&w), 0);
+    assert_int_equal(drover_watchdog_usec(w), 400000);
+    drover_close(w);
+
+    unsetenv("WATCHDOG_PID");
+    assert_int_equal(drover_init(&w), 0);
+    assert_int_equal(drover_watchdog_usec(w), 400000);
+    drover_close(w);
+
+    snprintf(pid, sizeof pid, "%d", (int)getpid() + 1); /* meant for another process */
+    setenv("WATCHDOG_PID", pid, 1);
+    assert_int_equal(drover_init(&w), 0);
+    assert_int_equal(drover_watchdog_usec(w), 0);
+    drover_close(w);
+
+    setenv("WATCHDOG_USEC", "soon", 1); /* malformed: no watchdog, never a failed init */
+    unsetenv("WATCHDOG_PID");
+    assert_int_equal(drover_init(&w), 0);
+    assert_int_equal(drover_watchdog_usec(w), 0);
+    drover_close(w);
+    env_clear();
+}
+
+static void test_recycle_reaches_the_master(void **state)
+{
+    struct fixture *f = *state;
+    struct wire_msg msg;
+    assert_int_equal(drover_recycle(f->w, "max_requests"), 0);
+    master_read(f, &msg);
+    assert_int_equal(msg.type, WIRE_RECYCLE);
+    assert_string_equal(msg.text, "max_requests");
+    wire_msg_done(&msg);
 }
 
 static void test_identity_comes_from_the_environment(void **state)
@@ -301,7 +351,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_outside_drover_everything_is_a_no_op),
         cmocka_unit_test(test_malformed_environment_is_refused),
+        cmocka_unit_test(test_watchdog_from_the_environment),
         cmocka_unit_test_setup_teardown(test_identity_comes_from_the_environment, setup_channel,
+                                        teardown_channel),
+        cmocka_unit_test_setup_teardown(test_recycle_reaches_the_master, setup_channel,
                                         teardown_channel),
         cmocka_unit_test_setup_teardown(test_ready_and_status_reach_the_master, setup_channel,
                                         teardown_channel),

@@ -36,10 +36,38 @@ static struct slot_machine filled(void)
     return m;
 }
 
+/* A first fast crash in a row is replaced at once (issue 15): a second one backs off. Leaves m
+ * in backoff after two young crashes. */
+static void into_backoff(struct slot_machine *m, const struct slot_facts *f)
+{
+    struct slot_step st = slot_machine_step(m, SLOT_EV_CRASH, f);
+    assert_int_equal(st.to, SLOT_EMPTY);
+    assert_int_equal(st.action, SLOT_DO_SPAWN);
+    assert_int_equal(st.delay_ms, 0);
+    assert_true(st.counts_restart);
+    assert_false(slot_machine_is_looping(m));
+    assert_int_equal(slot_machine_step(m, SLOT_EV_FILL, NULL).to, SLOT_FILLED);
+    st = slot_machine_step(m, SLOT_EV_CRASH, f);
+    assert_int_equal(st.to, SLOT_BACKOFF);
+    assert_int_equal(st.delay_ms, 100); /* restart_delay: the first wait */
+    assert_true(slot_machine_is_looping(m));
+}
+
+static void test_first_fast_crash_is_replaced_at_once(void **state)
+{
+    struct slot_machine m = filled();
+    struct slot_facts f = facts(RESTART_ALWAYS, 10, false);
+    into_backoff(&m, &f);
+}
+
 static void test_young_crashes_back_off_doubling_up_to_the_cap(void **state)
 {
     struct slot_machine m = filled();
     struct slot_facts f = facts(RESTART_ALWAYS, 10, false);
+    /* the first fast crash in a row: at once */
+    struct slot_step first = slot_machine_step(&m, SLOT_EV_CRASH, &f);
+    assert_int_equal(first.action, SLOT_DO_SPAWN);
+    (void)slot_machine_step(&m, SLOT_EV_FILL, NULL);
     const uint64_t waits[] = {100, 200, 400, 400};
     for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
         struct slot_step st = slot_machine_step(&m, SLOT_EV_CRASH, &f);
@@ -92,6 +120,11 @@ static void test_restart_policies(void **state)
     m = filled();
     struct slot_facts failed = facts(RESTART_ON_FAILURE, 10, false);
     st = slot_machine_step(&m, SLOT_EV_CRASH, &failed);
+    assert_int_equal(st.to, SLOT_EMPTY);
+    assert_int_equal(st.action, SLOT_DO_SPAWN);
+    assert_true(st.counts_restart);
+    (void)slot_machine_step(&m, SLOT_EV_FILL, NULL);
+    st = slot_machine_step(&m, SLOT_EV_CRASH, &failed);
     assert_int_equal(st.to, SLOT_BACKOFF);
     assert_true(st.counts_restart);
 }
@@ -114,7 +147,7 @@ static void test_halt_cancels_a_backoff_and_stale_events_do_nothing(void **state
 {
     struct slot_machine m = filled();
     struct slot_facts f = facts(RESTART_ALWAYS, 10, false);
-    (void)slot_machine_step(&m, SLOT_EV_CRASH, &f);
+    into_backoff(&m, &f);
     struct slot_step st = slot_machine_step(&m, SLOT_EV_HALT, NULL);
     assert_int_equal(st.from, SLOT_BACKOFF);
     assert_int_equal(st.to, SLOT_EMPTY);
@@ -139,7 +172,8 @@ static void test_a_replacement_takes_the_slot_from_any_state(void **state)
     assert_int_equal(slot_machine_step(&m, SLOT_EV_REPLACED, NULL).to, SLOT_FILLED);
     assert_int_equal(slot_machine_step(&m, SLOT_EV_REPLACED, NULL).to, SLOT_FILLED);
     struct slot_facts f = facts(RESTART_ALWAYS, 10, false);
-    (void)slot_machine_step(&m, SLOT_EV_CRASH, &f);
+    (void)slot_machine_step(&m, SLOT_EV_FILL, NULL);
+    into_backoff(&m, &f);
     struct slot_step st = slot_machine_step(&m, SLOT_EV_REPLACED, NULL);
     assert_int_equal(st.from, SLOT_BACKOFF);
     assert_int_equal(st.to, SLOT_FILLED);
@@ -150,7 +184,7 @@ static void test_start_again_in_backoff_starts_now(void **state)
 {
     struct slot_machine m = filled();
     struct slot_facts f = facts(RESTART_ALWAYS, 10, false);
-    (void)slot_machine_step(&m, SLOT_EV_CRASH, &f);
+    into_backoff(&m, &f);
     struct slot_step st = slot_machine_step(&m, SLOT_EV_FILL, NULL);
     assert_int_equal(st.to, SLOT_FILLED);
     assert_int_equal(st.action, SLOT_DO_CANCEL);
@@ -181,6 +215,7 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_first_fast_crash_is_replaced_at_once),
         cmocka_unit_test(test_young_crashes_back_off_doubling_up_to_the_cap),
         cmocka_unit_test(test_a_crash_after_min_uptime_restarts_at_once_and_forgets),
         cmocka_unit_test(test_restart_policies),

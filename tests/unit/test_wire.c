@@ -61,6 +61,25 @@ static void test_msg_round_trip_status(void **state)
     assert_null(back.text);
 }
 
+/* SPEC section 4/10: {"type":"recycle","reason":"..."}; the reason is optional. */
+static void test_msg_round_trip_recycle(void **state)
+{
+    struct wire_msg m = {.type = WIRE_RECYCLE, .text = "max_requests"}, back;
+
+    round_trip(&m, "{\"type\":\"recycle\",\"reason\":\"max_requests\"}\n", &back);
+    assert_string_equal(back.text, "max_requests");
+    wire_msg_done(&back);
+
+    const char *bare = "{\"type\":\"recycle\"}";
+    assert_int_equal(wire_msg_parse(bare, strlen(bare), &back), 0);
+    assert_int_equal(back.type, WIRE_RECYCLE);
+    assert_string_equal(back.text, "");
+    wire_msg_done(&back);
+
+    const char *bad = "{\"type\":\"recycle\",\"reason\":7}";
+    assert_int_equal(wire_msg_parse(bad, strlen(bad), &back), -EPROTO);
+}
+
 static void test_msg_round_trip_phases(void **state)
 {
     for (int p = 0; p < WIRE_PHASE_COUNT; p++) {
@@ -807,6 +826,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_round_trip_simple),
         cmocka_unit_test(test_msg_round_trip_status),
+        cmocka_unit_test(test_msg_round_trip_recycle),
         cmocka_unit_test(test_msg_round_trip_phases),
         cmocka_unit_test(test_msg_round_trip_metrics),
         cmocka_unit_test(test_msg_round_trip_metrics_page),

@@ -14,7 +14,8 @@
 static struct worker_facts facts(enum ready_mode ready, bool spoke, double uptime_s)
 {
     return (struct worker_facts){.ready = ready, .spoke = spoke, .uptime_s = uptime_s,
-                                 .ready_delay_s = 1, .ready_timeout_s = 10};
+                                 .ready_delay_s = 1, .ready_timeout_s = 10,
+                                 .kill_timeout_s = 30};
 }
 
 static void expect(struct worker_step st, enum worker_state to, enum worker_action action)
@@ -100,7 +101,7 @@ static void test_asked_to_go(void **state)
     /* once leaving, the word and the timer mean nothing */
     expect(worker_state_step(WORKER_DRAINING, WORKER_EV_WORD, &f), WORKER_DRAINING,
            WORKER_DO_NOTHING);
-    expect(worker_state_step(WORKER_STOPPING, WORKER_EV_TIMER, &f), WORKER_STOPPING,
+    expect(worker_state_step(WORKER_DRAINING, WORKER_EV_TIMER, &f), WORKER_DRAINING,
            WORKER_DO_NOTHING);
     expect(worker_state_step(WORKER_STOPPING, WORKER_EV_DRAIN, &f), WORKER_STOPPING,
            WORKER_DO_NOTHING);
@@ -108,6 +109,57 @@ static void test_asked_to_go(void **state)
     assert_true(worker_state_is_leaving(WORKER_STOPPING));
     assert_false(worker_state_is_leaving(WORKER_READY));
     assert_false(worker_state_is_leaving(WORKER_STARTING));
+}
+
+/* SPEC section 10: a ready worker that falls silent is hung; it is aborted when its owner says
+ * (its replacement is ready) or after ready_timeout; kill_timeout after the SIGABRT, SIGKILL. */
+static void test_silent_ready_worker_is_hung_then_aborted_then_killed(void **state)
+{
+    struct worker_facts f = facts(READY_NOTIFY, true, 60);
+    struct worker_step st = worker_state_step(WORKER_READY, WORKER_EV_SILENT, &f);
+    expect(st, WORKER_HUNG, WORKER_DO_HANG);
+    assert_true(st.delay_s == 10); /* the abort deadline: ready_timeout */
+    assert_false(worker_state_is_leaving(WORKER_HUNG)); /* its exit on its own is a crash */
+
+    st = worker_state_step(WORKER_HUNG, WORKER_EV_ABORT, &f);
+    expect(st, WORKER_STOPPING, WORKER_DO_ABORT);
+    assert_true(st.delay_s == 30); /* the kill deadline: kill_timeout */
+    st = worker_state_step(WORKER_HUNG, WORKER_EV_TIMER, &f);
+    expect(st, WORKER_STOPPING, WORKER_DO_ABORT);
+    assert_true(st.delay_s == 30);
+    /* an aborted worker's timer is its kill deadline */
+    expect(worker_state_step(WORKER_STOPPING, WORKER_EV_TIMER, &f), WORKER_STOPPING,
+           WORKER_DO_FORCE);
+    expect(worker_state_step(WORKER_STOPPING, WORKER_EV_ABORT, &f), WORKER_STOPPING,
+           WORKER_DO_NOTHING);
+
+    /* once hung, always hung: neither the word nor more silence changes it */
+    expect(worker_state_step(WORKER_HUNG, WORKER_EV_WORD, &f), WORKER_HUNG, WORKER_DO_NOTHING);
+    expect(worker_state_step(WORKER_HUNG, WORKER_EV_SILENT, &f), WORKER_HUNG,
+           WORKER_DO_NOTHING);
+    /* a hung worker asked to go by a shutdown leaves through the phases, its timer cancelled */
+    expect(worker_state_step(WORKER_HUNG, WORKER_EV_DRAIN, &f), WORKER_DRAINING,
+           WORKER_DO_CANCEL);
+    expect(worker_state_step(WORKER_HUNG, WORKER_EV_KILL, &f), WORKER_STOPPING,
+           WORKER_DO_CANCEL);
+    assert_string_equal(worker_state_to_string(WORKER_HUNG), "hung");
+}
+
+/* A worker slow to boot is governed by ready_timeout, not by the watchdog; one leaving is not
+ * hung either (it may be busy draining). */
+static void test_silence_means_nothing_outside_ready(void **state)
+{
+    struct worker_facts f = facts(READY_NOTIFY, false, 0.5);
+    expect(worker_state_step(WORKER_STARTING, WORKER_EV_SILENT, &f), WORKER_STARTING,
+           WORKER_DO_NOTHING);
+    expect(worker_state_step(WORKER_DRAINING, WORKER_EV_SILENT, &f), WORKER_DRAINING,
+           WORKER_DO_NOTHING);
+    expect(worker_state_step(WORKER_STOPPING, WORKER_EV_SILENT, &f), WORKER_STOPPING,
+           WORKER_DO_NOTHING);
+    expect(worker_state_step(WORKER_READY, WORKER_EV_ABORT, &f), WORKER_READY,
+           WORKER_DO_NOTHING);
+    expect(worker_state_step(WORKER_STARTING, WORKER_EV_ABORT, &f), WORKER_STARTING,
+           WORKER_DO_NOTHING);
 }
 
 static void test_exit_from_every_state(void **state)
@@ -135,6 +187,8 @@ int main(void)
         cmocka_unit_test(test_auto_takes_a_silent_worker_after_the_delay),
         cmocka_unit_test(test_auto_holds_a_speaking_worker_to_ready_timeout),
         cmocka_unit_test(test_asked_to_go),
+        cmocka_unit_test(test_silent_ready_worker_is_hung_then_aborted_then_killed),
+        cmocka_unit_test(test_silence_means_nothing_outside_ready),
         cmocka_unit_test(test_exit_from_every_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

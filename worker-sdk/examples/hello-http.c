@@ -11,6 +11,12 @@
  *   GET /pid          the pid
  *   GET /count        requests served by this slot, saved state included
  *   GET /sleep?ms=N   answers after N ms (an in-flight request for drain tests)
+ *   GET /hang         with --hang-route only: blocks the whole loop for good (a hung worker for
+ *                     watchdog tests: its heartbeats stop, since they come from this loop)
+ *
+ * --max-requests N asks drover to recycle this worker ({"type":"recycle"}) once it has served N
+ * requests: gunicorn's max_requests, done without a restart gap (the replacement is ready before
+ * this one drains) and without two slots recycled at once (drover replaces one at a time).
  *
  * --extra-series N adds N idle counter series (hello_extra_total{id="0".."N-1"}, the same in
  * every worker) to its metrics, so a benchmark can give the master a realistic page to merge.
@@ -105,6 +111,9 @@ struct server {
     struct drover_histogram *latency;
     struct drover_gauge *connections;
     unsigned extra_series;  /* --extra-series */
+    uint64_t max_requests;  /* --max-requests; 0 = never recycle */
+    bool recycle_asked;
+    bool hang_route;        /* --hang-route */
     uint64_t resumed;       /* from the saved state */
     struct canned hello[2], pid[2]; /* [keep_alive] */
 };
@@ -135,6 +144,10 @@ static const int http_codes[] = {200, 400, 431, 501, 505, 0 /* any other */};
 static void server_observe(struct server *srv, int code, ev_tstamp started)
 {
     srv->served++;
+    if (srv->max_requests > 0 && srv->served >= srv->max_requests && !srv->recycle_asked) {
+        srv->recycle_asked = true;
+        (void)drover_recycle(srv->w, "max_requests");
+    }
     if (!srv->metrics) {
         return;
     }
@@ -373,6 +386,10 @@ static void conn_process(struct conn *c)
             char body[32];
             snprintf(body, sizeof(body), "%" PRIu64 "\n", srv->resumed + srv->served + 1);
             conn_respond(c, "200 OK", body, keep, q.head);
+        } else if (srv->hang_route && path_is(&q, "/hang")) {
+            for (;;) {
+                sleep(60); /* the loop is stuck: no answer, no heartbeat, no accept */
+            }
         } else if (path_is(&q, "/sleep")) {
             long ms = query_ms(q.query, q.query_len);
             if (ms < 0) {
@@ -804,7 +821,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: hello-http [--listen HOST:PORT] [--greeting TEXT] [--extra-series N]\n"
                "  --listen        address to bind when no socket is passed (127.0.0.1:8080)\n"
                "  --greeting      first word of the answer (hi)\n"
-               "  --extra-series  N more counter series in the metrics, 0..%d (0)\n",
+               "  --extra-series  N more counter series in the metrics, 0..%d (0)\n"
+               "  --max-requests  ask drover to recycle this worker after N requests (0: never)\n"
+               "  --hang-route    GET /hang blocks the loop for good (watchdog tests)\n",
             EXTRA_SERIES_MAX);
 }
 
@@ -814,6 +833,8 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"greeting", required_argument, NULL, 'g'},
         {"extra-series", required_argument, NULL, 'x'},
+        {"max-requests", required_argument, NULL, 'm'},
+        {"hang-route", no_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -821,7 +842,7 @@ int main(int argc, char **argv)
     const char *listen_addr = "127.0.0.1:8080", *greeting = "hi";
     int opt, r;
 
-    while ((opt = getopt_long(argc, argv, "l:g:x:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "l:g:x:m:Hh", options, NULL)) != -1) {
         switch (opt) {
         case 'l':
             listen_addr = optarg;
@@ -840,6 +861,20 @@ int main(int argc, char **argv)
             srv.extra_series = (unsigned)n;
             break;
         }
+        case 'm': {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-') {
+                usage(stderr);
+                return 2;
+            }
+            srv.max_requests = n;
+            break;
+        }
+        case 'H':
+            srv.hang_route = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;

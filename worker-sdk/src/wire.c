@@ -27,6 +27,7 @@ static const char *const type_names[] = {
     [WIRE_PHASE_DONE] = "phase_done",
     [WIRE_METRICS] = "metrics",
     [WIRE_GET_METRICS] = "get_metrics",
+    [WIRE_RECYCLE] = "recycle",
     [WIRE_PHASE] = "phase",
     [WIRE_COLLECT] = "collect",
     [WIRE_METRICS_PAGE] = "metrics_page",
@@ -368,6 +369,14 @@ int wire_msg_parse(const char *line, size_t len, struct wire_msg *ret)
     case WIRE_STATUS:
         r = take_string(root, "text", &m.text);
         break;
+    case WIRE_RECYCLE: {
+        const char *reason = NULL;
+        r = wire_member_string(root, "reason", &reason);
+        if (r == 0 && !(m.text = strdup(reason ? reason : ""))) {
+            r = -ENOMEM;
+        }
+        break;
+    }
     case WIRE_PHASE_DONE:
         r = take_phase(root, &m.phase);
         break;
@@ -441,6 +450,9 @@ char *wire_msg_format(const struct wire_msg *msg, size_t *ret_len)
         break;
     case WIRE_STATUS:
         r = set_new(obj, "text", string_lossy(msg->text));
+        break;
+    case WIRE_RECYCLE:
+        r = set_new(obj, "reason", string_lossy(msg->text ? msg->text : ""));
         break;
     case WIRE_PHASE_DONE:
     case WIRE_PHASE: {

@@ -37,6 +37,7 @@ enum wire_type {
     WIRE_PHASE_DONE,
     WIRE_METRICS,
     WIRE_GET_METRICS,
+    WIRE_RECYCLE,
     /* master -> worker */
     WIRE_PHASE,
     WIRE_COLLECT,
@@ -57,6 +58,7 @@ enum wire_phase {
 /*
  * One channel message. Which fields mean something depends on type:
  *   WIRE_STATUS        text
+ *   WIRE_RECYCLE       text (its "reason"; optional, "" when absent)
  *   WIRE_PHASE_DONE    phase
  *   WIRE_PHASE         phase, timeout_ms
  *   WIRE_METRICS       families (a JSON array, owned by the message)

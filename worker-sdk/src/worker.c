@@ -81,6 +81,7 @@ struct drover_worker {
     int worker_id;
     int64_t generation;
     char *state_file;
+    uint64_t watchdog_usec;     /* WATCHDOG_USEC addressed to us (WATCHDOG_PID), else 0 */
     bool supervised;
     bool stopping;
 
@@ -283,6 +284,16 @@ int drover_init(struct drover_worker **ret)
         }
         w->generation = v;
     }
+    /* The watchdog as sd_watchdog_enabled() reads it: honoured when WATCHDOG_PID is ours (or
+     * absent). A malformed value means no watchdog, never a failed init. */
+    e = getenv("WATCHDOG_USEC");
+    if (e && parse_integer(e, 1, LLONG_MAX, &v) == 0) {
+        const char *wpid = getenv("WATCHDOG_PID");
+        long long pid = 0;
+        if (!wpid || (parse_integer(wpid, 1, INT_MAX, &pid) == 0 && pid == (long long)getpid())) {
+            w->watchdog_usec = (uint64_t)v;
+        }
+    }
     w->supervised = w->app || w->channel_fd >= 0;
 
     /* Only now, with nothing left to fail, take the variables out of the environment. */
@@ -398,9 +409,23 @@ int drover_ready(struct drover_worker *w)
     return signal_simple(w, WIRE_READY, "READY=1");
 }
 
+uint64_t drover_watchdog_usec(const struct drover_worker *w)
+{
+    return w->watchdog_usec;
+}
+
 int drover_heartbeat(struct drover_worker *w)
 {
     return signal_simple(w, WIRE_HEARTBEAT, "WATCHDOG=1");
+}
+
+int drover_recycle(struct drover_worker *w, const char *reason)
+{
+    if (w->channel_fd < 0) {
+        return 0; /* outside drover there is no one to replace us */
+    }
+    struct wire_msg msg = {.type = WIRE_RECYCLE, .text = (char *)(reason ? reason : "")};
+    return channel_send(w, &msg);
 }
 
 int drover_status(struct drover_worker *w, const char *fmt, ...)

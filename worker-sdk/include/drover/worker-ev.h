@@ -11,6 +11,11 @@
  * each time the loop is about to block and adjusts the io watcher's events. The prepare watcher
  * does not keep the loop alive (ev_unref), so it never stops ev_run from returning.
  *
+ * With a watchdog set (WATCHDOG_USEC, SPEC section 10), a timer on the same loop sends a
+ * heartbeat at half the interval. It runs on the app's own loop on purpose: a loop blocked by an
+ * endless request or a deadlock stops the heartbeats, and drover sees the worker hung. Like the
+ * prepare watcher it does not keep the loop alive.
+ *
  *     struct drover_ev dev;
  *     drover_ev_start(&dev, loop, w, on_channel_closed, app);
  *     ...
@@ -23,6 +28,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <drover/worker.h>
 
@@ -34,6 +40,8 @@ typedef void (*drover_ev_close_fn)(struct drover_ev *e, int err, void *userdata)
 struct drover_ev {
     ev_io io;
     ev_prepare prepare;
+    ev_timer heartbeat;
+    bool beating;   /* heartbeat is started (and unref'd) */
     struct ev_loop *loop;
     struct drover_worker *w;
     drover_ev_close_fn on_close;
@@ -67,6 +75,20 @@ static inline void drover_ev_stop(struct drover_ev *e)
     /* Undo the ev_unref of start before stopping, as libev requires. */
     ev_ref(e->loop);
     ev_prepare_stop(e->loop, &e->prepare);
+    if (e->beating) {
+        e->beating = false;
+        ev_ref(e->loop);
+        ev_timer_stop(e->loop, &e->heartbeat);
+    }
+}
+
+static inline void drover_ev__on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct drover_ev *e = (struct drover_ev *)((char *)t - offsetof(struct drover_ev, heartbeat));
+    (void)loop;
+    (void)revents;
+    (void)drover_heartbeat(e->w);
+    drover_ev__arm(e);
 }
 
 static inline void drover_ev__on_io(struct ev_loop *loop, ev_io *io, int revents)
@@ -114,6 +136,15 @@ static inline int drover_ev_start(struct drover_ev *e, struct ev_loop *loop,
     ev_prepare_start(loop, &e->prepare);
     ev_unref(loop);
     e->active = true;
+    uint64_t usec = drover_watchdog_usec(w);
+    if (usec > 0) {
+        double every = (double)usec / 2e6;
+        ev_timer_init(&e->heartbeat, drover_ev__on_heartbeat, every, every);
+        ev_timer_start(loop, &e->heartbeat);
+        ev_unref(loop);
+        e->beating = true;
+        (void)drover_heartbeat(w);
+    }
     /* Something may already be queued (a drover_ready before start, a full socket). */
     drover_ev__arm(e);
     return 0;

@@ -103,6 +103,22 @@ DROVER_API int drover_status(struct drover_worker *w, const char *fmt, ...)
 /* Liveness: {"type":"heartbeat"} on the channel, else WATCHDOG=1. Returns 0 or -errno. */
 DROVER_API int drover_heartbeat(struct drover_worker *w);
 
+/*
+ * The watchdog interval in microseconds (WATCHDOG_USEC, when WATCHDOG_PID is this process), 0
+ * when none is set. An app on its own loop sends drover_heartbeat() about twice per interval,
+ * from that loop, so that a blocked loop stops the heartbeats (SPEC section 10); the libev
+ * helper in <drover/worker-ev.h> does so by itself.
+ */
+DROVER_API uint64_t drover_watchdog_usec(const struct drover_worker *w);
+
+/*
+ * Asks the supervisor to replace this worker gracefully ({"type":"recycle","reason":...}): a
+ * new worker is started in its slot, and once it is ready this one is drained through the usual
+ * phases. reason (may be NULL) is for the log, e.g. "max_requests". Returns 0 or -errno; a
+ * no-op outside drover.
+ */
+DROVER_API int drover_recycle(struct drover_worker *w, const char *reason);
+
 /* ---- the channel in the app's event loop ----------------------------------------------- */
 
 /* The fd to watch for reading, -1 without a channel. It stays the same until drover_close. */
