@@ -150,6 +150,9 @@ function fromPromClient(metrics, options = {}) {
         out = [{ name, type: 'gauge', help, agg, samples: convertSimple(m, 'gauge') }];
       } else if (m.type === 'histogram') {
         const h = convertHistogram(m);
+        // Without a series yet, its buckets are unknown: an empty layout would conflict with
+        // the real one in the master's definition of the family.
+        if (h.samples.length === 0) continue;
         out = [{ name, type: 'histogram', help, buckets: h.buckets, samples: h.samples }];
       } else if (m.type === 'summary') {
         // Quantiles cannot be merged over workers; _sum and _count can: two counters.
@@ -468,6 +471,15 @@ class Worker extends EventEmitter {
   }
 
   _onPhase(phase, timeoutMs) {
+    if (phase === 'cleanup' && this.exitOnCleanup) {
+      // After cleanup the master prods what is still alive with SIGTERM: that is our exit.
+      process.once('SIGTERM', () => process.exit(0));
+    }
+    if (!this.stopping && this._sock && typeof this._sock.ref === 'function') {
+      // From the first phase on the channel holds the process: a drained server must not let
+      // Node exit before save, close and cleanup ran.
+      this._sock.ref();
+    }
     this.stopping = true;
     this.phase = phase;
     this.emit('phase', phase, timeoutMs);

@@ -241,6 +241,7 @@ test('fromPromClient refuses what drover would refuse, family by family', () => 
     { name: 'weird', type: 'untyped', help: '', values: [] },
     { name: 'nan_gauge', type: 'gauge', help: '', values: [{ labels: {}, value: NaN }, { labels: { a: 1 }, value: 2 }] },
     { name: 'fine_total', type: 'counter', help: 'h', values: [{ labels: { a: 1 }, value: 2 }] },
+    { name: 'unobserved', type: 'histogram', help: '', values: [] }, // buckets unknown: not sent
   ]);
   assert.deepStrictEqual(out.families.map((f) => f.name), ['nan_gauge', 'fine_total']);
   assert.deepStrictEqual(out.families[0].samples, [{ labels: { a: '1' }, value: 2 }]);
