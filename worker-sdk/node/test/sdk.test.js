@@ -251,6 +251,7 @@ test('fromPromClient refuses what drover would refuse, family by family', () => 
 test('the real prom-client default metrics convert without a refusal', async () => {
   const reg = new promClient.Registry();
   promClient.collectDefaultMetrics({ register: reg });
+  new promClient.Histogram({ name: 'x_seconds', help: 'x', registers: [reg] }).observe(0.3);
   const out = drover.fromPromClient(await reg.getMetricsAsJSON());
   assert.deepStrictEqual(out.refused, []);
   assert.ok(out.families.some((f) => f.name === 'process_cpu_user_seconds_total'));
