@@ -62,6 +62,7 @@ struct config_app {
     uint64_t min_uptime_ms;
     unsigned reload_batch;
     uint64_t kill_timeout_ms;
+    int stop_signal;            /* what a worker without a channel gets at drain; SIGTERM */
     bool metrics_per_worker;
     unsigned line;              /* where [app:NAME] stands (0 for the quick start) */
 };
