@@ -164,6 +164,10 @@ def test_state_is_saved_atomically_and_loaded(tmp):
     assert drover_worker.Worker(env={"DROVER_STATE_FILE": str(tmp / "s")}).load_state() == \
         {"hits": 3}
     assert os.listdir(tmp) == ["s"]
+    (tmp / "s.tmp.999999999").write_text("stale")  # a worker killed while saving
+    (tmp / f"s.tmp.{os.getppid()}").write_text("busy")  # a live process's
+    w.save_state({"hits": 4})
+    assert sorted(os.listdir(tmp)) == ["s", f"s.tmp.{os.getppid()}"]
     outside = drover_worker.Worker(env={})
     assert not outside.supervised and outside.save_state({}) is False and not outside.ready()
 

@@ -12,6 +12,7 @@ const { EventEmitter } = require('events');
 const fs = require('fs');
 const http = require('http');
 const net = require('net');
+const path = require('path');
 
 const PHASES = ['initiated', 'drain', 'save', 'close', 'cleanup', 'complete'];
 const LINE_MAX = 1024 * 1024; // the longest line the channel carries (SPEC section 4)
@@ -515,6 +516,7 @@ class Worker extends EventEmitter {
     if (!this.stateFile) return false;
     const data = Buffer.isBuffer(value) || typeof value === 'string' ? value : JSON.stringify(value);
     const tmp = `${this.stateFile}.tmp.${process.pid}`;
+    this._sweepTemporaries();
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
       fs.writeSync(fd, data);
@@ -529,6 +531,28 @@ class Worker extends EventEmitter {
       throw e;
     }
     return true;
+  }
+
+  /* Temporaries of this state file left by workers killed while saving (their pid is gone). */
+  _sweepTemporaries() {
+    const dir = path.dirname(this.stateFile);
+    const prefix = `${path.basename(this.stateFile)}.tmp.`;
+    let names = [];
+    try {
+      names = fs.readdirSync(dir);
+    } catch (_) {
+      return;
+    }
+    for (const name of names) {
+      if (!name.startsWith(prefix)) continue;
+      const pid = Number(name.slice(prefix.length));
+      if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+      try {
+        process.kill(pid, 0);
+      } catch (e) {
+        if (e.code === 'ESRCH') fs.rmSync(path.join(dir, name), { force: true });
+      }
+    }
   }
 
   /* The saved state parsed as JSON; null when there is none (or it does not parse). */

@@ -269,6 +269,12 @@ test('saveState is atomic and loadState reads it back; nothing without a state f
     w.saveState({ hits: 42 });
     assert.deepStrictEqual(new drover.Worker({ env: { DROVER_STATE_FILE: file } }).loadState(), { hits: 42 });
     assert.deepStrictEqual(fs.readdirSync(dir), ['state']); // no temp file left
+    // A temporary of a worker killed while saving is swept; a live process's is not.
+    fs.writeFileSync(`${file}.tmp.999999999`, 'stale');
+    fs.writeFileSync(`${file}.tmp.${process.ppid}`, 'busy');
+    w.saveState({ hits: 43 });
+    assert.deepStrictEqual(fs.readdirSync(dir).sort(), ['state', `state.tmp.${process.ppid}`]);
+    fs.rmSync(`${file}.tmp.${process.ppid}`);
     fs.writeFileSync(file, '{broken');
     assert.strictEqual(w.loadState(), null);
     const outside = new drover.Worker({ env: {} });

@@ -426,6 +426,7 @@ class Worker:
         data = value if isinstance(value, bytes) else value.encode() if isinstance(value, str) \
             else json.dumps(value).encode()
         tmp = f"{self.state_file}.tmp.{os.getpid()}"
+        self._sweep_temporaries()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, data)
@@ -438,6 +439,28 @@ class Worker:
             os.unlink(tmp)
             raise
         return True
+
+    def _sweep_temporaries(self):
+        """Temporaries of this state file left by workers killed while saving."""
+        d = os.path.dirname(self.state_file) or "."
+        prefix = os.path.basename(self.state_file) + ".tmp."
+        try:
+            names = os.listdir(d)
+        except OSError:
+            return
+        for name in names:
+            rest = name[len(prefix):]
+            if not name.startswith(prefix) or not rest.isdigit() or int(rest) == os.getpid():
+                continue
+            try:
+                os.kill(int(rest), 0)
+            except ProcessLookupError:
+                try:
+                    os.unlink(os.path.join(d, name))
+                except OSError:
+                    pass
+            except OSError:
+                pass  # alive, someone else's
 
     def load_state(self, raw=False):
         """The saved state parsed as JSON (bytes with raw=True); None when there is none."""
