@@ -335,3 +335,14 @@ test('the default drain: in-flight requests finish, keep-alive requests during t
     server.close();
   }
 });
+
+test('the ESM entry point is the same module', async () => {
+  const esm = await import(path.join(__dirname, '..', 'index.mjs'));
+  assert.strictEqual(esm.default, drover);
+  assert.strictEqual(esm.listen, drover.listen);
+  assert.strictEqual(esm.useRegistry, drover.useRegistry);
+  assert.strictEqual(esm.Worker, drover.Worker);
+  const pkg = require('../package.json');
+  assert.deepStrictEqual(pkg.dependencies, undefined); // no runtime dependencies
+  assert.strictEqual(pkg.exports['.'].import, './index.mjs');
+});
