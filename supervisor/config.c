@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,6 +354,7 @@ static void app_defaults(struct config_app *a)
         .min_uptime_ms = 5000,
         .reload_batch = 1,
         .kill_timeout_ms = 30000,
+        .stop_signal = SIGTERM,
         .metrics_per_worker = false,
     };
 }
@@ -499,6 +501,33 @@ static int set_restart(struct config_loader *l, void *obj, size_t off, const cha
                            value);
     }
     return 0;
+}
+
+/* The signals an app may choose to drain on (SPEC section 3, stop_signal): names as systemd's
+ * KillSignal= and supervisord's stopsignal take them, with or without SIG. KILL and STOP are
+ * not among them: neither lets a worker drain. */
+static const struct {
+    const char *name;
+    int sig;
+} stop_signals[] = {
+    {"TERM", SIGTERM}, {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"HUP", SIGHUP},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"WINCH", SIGWINCH},
+};
+
+static int set_stop_signal(struct config_loader *l, void *obj, size_t off, const char *value)
+{
+    int *field = FIELD(obj, off, int);
+    const char *name = strncmp(value, "SIG", 3) == 0 ? value + 3 : value;
+
+    for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++) {
+        if (strcmp(name, stop_signals[i].name) == 0) {
+            *field = stop_signals[i].sig;
+            return 0;
+        }
+    }
+    return loader_fail(l, "'%s' is not a stop signal; expected TERM, INT, QUIT, HUP, USR1, USR2 "
+                          "or WINCH",
+                       value);
 }
 
 static int set_command(struct config_loader *l, void *obj, size_t off, const char *value)
@@ -910,6 +939,7 @@ static const struct key_def app_keys[] = {
     {"min_uptime", set_duration, offsetof(struct config_app, min_uptime_ms), false},
     {"reload_batch", set_reload_batch, offsetof(struct config_app, reload_batch), false},
     {"kill_timeout", set_duration, offsetof(struct config_app, kill_timeout_ms), false},
+    {"stop_signal", set_stop_signal, offsetof(struct config_app, stop_signal), false},
     {"metrics_per_worker", set_bool, offsetof(struct config_app, metrics_per_worker), false},
     {"scale_up_after", set_duration_positive, offsetof(struct config_app, scale_up_after_ms),
      false},

@@ -68,6 +68,7 @@ struct config_app {
     uint64_t min_uptime_ms;
     unsigned reload_batch;
     uint64_t kill_timeout_ms;
+    int stop_signal;            /* what a worker without a channel gets at drain; SIGTERM */
     bool metrics_per_worker;
     uint64_t watchdog_ms;       /* 0 = none; else silent this long = hung (SPEC section 10) */
     uint64_t max_lifetime_ms;   /* 0 = none; else recycled after about this uptime */

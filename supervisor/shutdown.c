@@ -138,7 +138,7 @@ static void shutdown_tell(struct shutdown *s, struct shutdown_member *m)
     }
     switch (p) {
     case WIRE_PHASE_DRAIN:
-        worker_signal(w, SIGTERM);
+        worker_signal(w, w->cfg->stop_signal); /* the app's stop_signal, TERM by default */
         break; /* drain then waits for its exit */
     case WIRE_PHASE_COMPLETE:
         break; /* complete waits for every exit */

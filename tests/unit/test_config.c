@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,7 @@ static void test_defaults(void **state)
     assert_int_equal(a->min_uptime_ms, 5000);
     assert_int_equal(a->reload_batch, 1);
     assert_int_equal(a->kill_timeout_ms, 30000);
+    assert_int_equal(a->stop_signal, SIGTERM);
     assert_false(a->metrics_per_worker);
 
     free(sock);
@@ -548,6 +550,11 @@ static void test_bad_values(void **state)
         {"memory_check_interval = 0ms", "memory_check_interval", "'0ms' must be more than zero"},
         {"min_uptime = 5", "min_uptime", "'5' has no unit; expected e.g. 250ms, 30s, 5m"},
         {"kill_timeout = 1d", "kill_timeout", "'1d' has an unknown unit; expected ms, s, m or h"},
+        {"stop_signal = KILL", "stop_signal",
+         "'KILL' is not a stop signal; expected TERM, INT, QUIT, HUP, USR1, USR2 or WINCH"},
+        {"stop_signal = 15", "stop_signal", "'15' is not a stop signal"},
+        {"stop_signal = int", "stop_signal", "'int' is not a stop signal"},
+        {"stop_signal =", "stop_signal", "'' is not a stop signal"},
         {"listen = ::1:80", "listen", "'::1:80' needs brackets around an IPv6 address"},
         {"listen = 127.0.0.1:70000", "listen", "'127.0.0.1:70000' has a port out of range"},
         {"listen = unix:", "listen", "'unix:' has an empty path"},
@@ -605,6 +612,26 @@ static void test_restart_delay_order(void **state)
     assert_int_equal(cfg->apps[0].kill_timeout_ms, 0);
     assert_int_equal(cfg->apps[0].ready_delay_ms, 0);
     config_free(cfg);
+}
+
+/* stop_signal: every accepted name, with and without SIG. */
+static void test_stop_signal(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value;
+        int sig;
+    } cases[] = {{"TERM", SIGTERM},   {"INT", SIGINT},    {"SIGINT", SIGINT},
+                 {"QUIT", SIGQUIT},   {"SIGQUIT", SIGQUIT}, {"HUP", SIGHUP},
+                 {"USR1", SIGUSR1},   {"USR2", SIGUSR2},  {"WINCH", SIGWINCH},
+                 {"SIGWINCH", SIGWINCH}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[app:a]\ncommand = x\nstop_signal = %s\n", cases[i].value);
+        struct config *cfg = load_ok(text);
+        assert_int_equal(cfg->apps[0].stop_signal, cases[i].sig);
+        config_free(cfg);
+    }
 }
 
 static void test_optional_values(void **state)
@@ -1247,6 +1274,7 @@ int main(void)
         cmocka_unit_test(test_hooks),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_restart_delay_order),
+        cmocka_unit_test(test_stop_signal),
         cmocka_unit_test(test_optional_values),
         cmocka_unit_test(test_auto_workers),
         cmocka_unit_test(test_auto_workers_in_config),
