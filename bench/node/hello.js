@@ -4,6 +4,7 @@
  *
  *   GET /            "hello from pid N"
  *   GET /sleep?ms=N  answers after N ms (an in-flight request for shutdown tests)
+ *   GET /hang        blocks the event loop for good (a hung process)
  *   GET /grow?mb=N   allocates and touches N MB (default 200) and keeps it (memory-limit tests)
  *
  * Where it listens:
@@ -43,6 +44,8 @@ const server = http.createServer((req, res) => {
     if (path === '/sleep') {
         const ms = parseInt(params.get('ms') || '0', 10);
         setTimeout(() => res.end(`slept ${ms} ms\n`), ms);
+    } else if (path === '/hang') {
+        for (;;) { /* a blocked event loop, for good: the hang figure */ }
     } else if (path === '/grow') {
         const mb = parseInt(params.get('mb') || '200', 10);
         hoard.push(Buffer.alloc(mb * 1024 * 1024, 1)); /* filled: every page is touched */
