@@ -179,6 +179,10 @@ def test_real_prometheus(drover, tmp, prometheus_factory):
         merged = 'http_requests_total{app="hello",worker="",code="200"}'
         prom.wait(merged, lambda v: v > 0, 20, "hello's merged request counter in prometheus")
 
+        # Let Prometheus see every worker count for 3 scrapes, so that the replacement of a
+        # killed one shows a drop in the per-worker series (the check that resets() can fail).
+        prom.wait('min(count_over_time(http_requests_total{app="hello",worker!="",code="200"}'
+                  '[10s]))', lambda v: v >= 3, 20, "three scrapes of every hello worker")
         # kill -9 one worker, wait until Prometheus has seen its replacement serve.
         victim = hello_pids(drover)[0]
         before = prom.value('drover_worker_restarts_total{app="hello",reason="crash"}')
@@ -221,7 +225,8 @@ def test_real_prometheus(drover, tmp, prometheus_factory):
     # ... while the per-worker view of the same counter does, when its worker is replaced: the
     # query would catch a drop.
     per_worker = prom.query(f'resets(http_requests_total{{app="hello",worker!=""}}{window}) > 0')
-    assert per_worker, "the per-worker series showed no reset, so resets() proves nothing here"
+    assert per_worker, ("the per-worker series showed no reset, so resets() proves nothing "
+                        "here: " + json.dumps(prom.api("/api/v1/query", query='http_requests_total{app="hello",worker!=""}[5m]')))
 
     # Every alert rule evaluates without error.
     def rules_ok():
