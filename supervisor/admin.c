@@ -191,7 +191,8 @@ static const char *const worker_states[] = {"starting", "ready", "hung", "draini
 static unsigned app_count_state(const struct app *app, size_t state)
 {
     unsigned n = 0;
-    if (state == 4) {
+    /* "backoff" is a slot's state, not a worker's: slots waiting out a delay. */
+    if (strcmp(worker_states[state], "backoff") == 0) {
         for (unsigned i = 0; i < app->n_slots; i++) {
             const struct slot *s = app->slots[i];
             n += s->fsm.state == SLOT_BACKOFF;
