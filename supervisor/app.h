@@ -98,7 +98,6 @@ struct app {
     const struct config_app *cfg;   /* the current config: what new workers start with ... */
     struct config *cfg_owner;       /* ... kept alive by this reference */
     struct app_replacement *replacing;  /* the replacement in progress, if any */
-    bool removed;                   /* gone from the config: freed once stopped */
     struct sweep_node swept;        /* freed from the sweeper once removed */
     struct sweep_node stopped;      /* "stopped" is reported from the sweeper */
     char *name;
@@ -119,8 +118,9 @@ struct app {
     ev_timer stats_w;               /* /proc sampling every memory_check_interval */
     ev_timer scale_w;               /* workers = MIN..MAX: the accept queue, sampled */
     struct autoscale autoscale;
-    bool pinned;                    /* `droverctl scale APP N` holds the count until `auto` */
     uint64_t memory_limit;          /* the cgroup's, read when autoscaling starts; 0 = none */
+    bool removed;                   /* gone from the config: freed once stopped */
+    bool pinned;                    /* `droverctl scale APP N` holds the count until `auto` */
     bool set_ids;                   /* user = ...: resolved once, before any spawn */
     uid_t uid;
     gid_t gid;

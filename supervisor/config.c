@@ -686,7 +686,7 @@ static int set_listen(struct config_loader *l, void *obj, size_t off, const char
                            value, CONFIG_LISTEN_MAX, 3 + CONFIG_LISTEN_MAX - 1);
     }
     /* listen = ADDRESS [backlog=N]: the accept queue the kernel keeps for it (SPEC section 13). */
-    char spec[sizeof addr.text + 32];
+    char spec[sizeof addr.text + 32] = "";
     const char *opt = strstr(value, " backlog=");
     long backlog = 0;
     if (opt) {

@@ -22,10 +22,11 @@ static int feed(struct autoscale *a, const struct autoscale_policy *p, double *t
                 unsigned queue, unsigned *n, bool blocked)
 {
     int sum = 0;
-    for (double end = *t + ms; *t < end; *t += 250) {
+    for (long step = 0; step * 250 < (long)ms; step++) {
         struct autoscale_step st = autoscale_feed(a, p, *t, queue, *n, blocked);
         sum += st.change;
         *n = (unsigned)((int)*n + st.change);
+        *t += 250;
     }
     return sum;
 }
