@@ -140,7 +140,8 @@ def test_prometheus_registry_as_snapshots_refusals_and_a_raising_registry_once(c
     m.w.metrics_interval = 3600
     m.w.use_registry(Raising())
     m.w.use_registry(reg)
-    # One collect at a time: a collect that arrives while one is being taken is merged into it.
+    # One collect at a time: one that arrives while a snapshot is being taken makes it go round
+    # once more, so each is answered, but several at once may share an answer.
     for i in range(1, 4):
         m.send({"type": "collect"})
         h.wait_until(lambda: (m.pump(), sum(x["type"] == "metrics" for x in m.msgs) >= i)[1],

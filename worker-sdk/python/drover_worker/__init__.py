@@ -196,7 +196,9 @@ class Worker:
         self._registries = []
         self._reported = set()
         self._lock = threading.Lock()
-        self._collect_lock = threading.Lock()
+        self._collect_lock = threading.Lock()  # guards the two below
+        self._collecting = False
+        self._collect_again = False
         self._loop = None
         self._sock = None
         self._notify = env.get("NOTIFY_SOCKET")
@@ -517,12 +519,24 @@ class Worker:
     def send_metrics(self):
         if not self._sock or not self._registries:
             return False
-        if not self._collect_lock.acquire(blocking=False):
-            return False
+        # One snapshot at a time; a request that comes while one is being taken is not lost:
+        # the running one goes round once more (requests meanwhile merge into that one).
+        with self._collect_lock:
+            if self._collecting:
+                self._collect_again = True
+                return False
+            self._collecting = True
+        ok = False
         try:
-            return self._send({"type": "metrics", "families": self.collect()})
+            while True:
+                ok = self._send({"type": "metrics", "families": self.collect()})
+                with self._collect_lock:
+                    if not self._collect_again:
+                        return ok
+                    self._collect_again = False
         finally:
-            self._collect_lock.release()
+            with self._collect_lock:
+                self._collecting = False
 
 
 # ---- the process's worker, made on first use ----------------------------------------------
