@@ -66,6 +66,9 @@ def test_exec_hook_gets_the_event_on_stdin_and_inherits_no_socket(drover, tmp):
     h.wait_until(lambda: out.exists() and out.read_text().strip(), 10, what="the hook's input")
     ev = json.loads(out.read_text().splitlines()[0])
     assert ev["type"] == "worker_exit" and ev["pid"] == victim and ev["signal"] == "KILL", ev
+    # The script lists its fds after it has read the event: wait for that too.
+    h.wait_until(lambda: (tmp / "fds").exists() and (tmp / "fds").read_text().strip(), 10,
+                 what="the hook's fd list")
     fds = sorted(int(x) for x in (tmp / "fds").read_text().split())
     # sh may hold its script open (fd 255 or 10): nothing of drover's (no listen socket, no pipe).
     assert all(fd < 3 or fd >= 10 for fd in fds), fds
