@@ -366,6 +366,25 @@ static int control_log_item_cmp(const void *a, const void *b)
     return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
+/* A follower that missed *missed lines is told so ({"KEY":N}) before the next one. Returns
+ * whether the notice is queued (or none was owed); when it cannot be, the line that follows is
+ * missed too and counted. */
+static bool client_tell_missed(struct client *cl, const char *key, uint64_t *missed)
+{
+    if (*missed == 0) {
+        return true;
+    }
+    char notice[64];
+    int n = snprintf(notice, sizeof notice, "{\"%s\":%llu}\n", key,
+                     (unsigned long long)*missed);
+    if (client_queue(cl, notice, (size_t)n, CTLCONN_OUT_FOLLOW) < 0) {
+        (*missed)++;
+        return false;
+    }
+    *missed = 0;
+    return true;
+}
+
 static void client_on_log_line(const struct logbuf_line *line, void *data)
 {
     struct client_tap *tap = data;
@@ -373,15 +392,8 @@ static void client_on_log_line(const struct logbuf_line *line, void *data)
     if (ctlconn_is_going(cl->cn)) {
         return;
     }
-    if (cl->dropped > 0) {
-        char notice[64];
-        int n = snprintf(notice, sizeof notice, "{\"dropped\":%llu}\n",
-                         (unsigned long long)cl->dropped);
-        if (client_queue(cl, notice, (size_t)n, CTLCONN_OUT_FOLLOW) < 0) {
-            cl->dropped++;
-            return;
-        }
-        cl->dropped = 0;
+    if (!client_tell_missed(cl, "dropped", &cl->dropped)) {
+        return;
     }
     size_t len = 0;
     char *text = control_log_line(tap->app, line, &len);
@@ -499,15 +511,8 @@ static void client_on_event(const struct event *ev, void *data)
     if (ctlconn_is_going(cl->cn)) {
         return;
     }
-    if (cl->events_lost > 0) {
-        char notice[64];
-        int n = snprintf(notice, sizeof notice, "{\"lost\":%llu}\n",
-                         (unsigned long long)cl->events_lost);
-        if (client_queue(cl, notice, (size_t)n, CTLCONN_OUT_FOLLOW) < 0) {
-            cl->events_lost++;
-            return;
-        }
-        cl->events_lost = 0;
+    if (!client_tell_missed(cl, "lost", &cl->events_lost)) {
+        return;
     }
     /* A follower that does not keep up loses events, and is told how many; never the master's
      * memory. */
