@@ -679,11 +679,21 @@ static void control_upgrade(struct client *cl, const struct wire_request *req)
 
 int control_save(struct control *c, struct handover *h)
 {
-    json_t *saved = json_pack("{s:o}", "listen", handover_fd(h, ctlsock_fd(c->sock)));
+    json_t *keep = json_array();
+    json_t *saved = json_pack("{s:o, s:o}", "listen", handover_fd(h, ctlsock_fd(c->sock)),
+                              "clients", keep);
     for (struct client *cl = c->clients; saved && cl; cl = cl->next) {
         if (cl->wait == WAIT_UPGRADE) {
             json_object_set_new(saved, "asker", handover_fd(h, ctlconn_fd(cl->cn)));
+        } else if (cl->wait == WAIT_NONE && ctlconn_can_hand_over(cl->cn)) {
+            /* Between requests, or with one not read yet: the next image reads it. */
+            json_array_append_new(keep, handover_fd(h, ctlconn_fd(cl->cn)));
+        } else if (client_is_parked(cl)) {
+            static const char line[] =
+                "{\"ok\":false,\"error\":\"drover is being upgraded in place; ask again\"}\n";
+            ctlconn_say_now(cl->cn, line, sizeof line - 1);
         }
+        /* A follower (logs -f, events -f) sees its connection end, and can follow again. */
     }
     return saved && json_object_set_new(handover_doc(h), "control", saved) == 0 ? 0 : -ENOMEM;
 }
@@ -864,6 +874,15 @@ int control_open(struct master *m, struct control **ret)
     if (r == 0 && saved) {
         control_answer_upgrade(c, handover_take(handover_incoming(),
                                                 json_object_get(saved, "asker")));
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(saved, "clients"), i, v) {
+            struct ctlconn *cn = NULL;
+            int cfd = handover_take(handover_incoming(), v);
+            if (cfd >= 0) {
+                (void)ctlsock_adopt_conn(c->sock, cfd, &cn);
+            }
+        }
     }
     if (r < 0) {
         intents_close(c->intents);

@@ -673,3 +673,17 @@ void *ctlconn_client(const struct ctlconn *cn)
 {
     return cn->client;
 }
+
+bool ctlconn_can_hand_over(const struct ctlconn *cn)
+{
+    return !cn->eof && !cn->closing && !cn->broken && ctlconn_pending(cn) == 0 &&
+           (!cn->in.buf || cn->in.len == cn->in.start);
+}
+
+void ctlconn_say_now(struct ctlconn *cn, const char *line, size_t len)
+{
+    if (ctlconn_queue(cn, line, len, CTLCONN_OUT_HARD) == 0) {
+        (void)send(cn->fd, bytebuf_head(&cn->out), ctlconn_pending(cn),
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+}

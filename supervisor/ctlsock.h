@@ -100,3 +100,8 @@ void *ctlconn_client(const struct ctlconn *cn);
 int ctlsock_adopt(struct ev_loop *loop, const char *path, int fd, const struct ctlsock_ops *ops,
                   void *owner, struct ctlsock **ret);
 int ctlsock_adopt_conn(struct ctlsock *s, int fd, struct ctlconn **ret);
+/* Whether a connection can go to the next image as it is: nothing of it read but not taken,
+ * nothing queued for it. Otherwise ctlconn_say_now() gives it a last word, written at once
+ * (as far as the socket takes it) since the exec closes it. */
+bool ctlconn_can_hand_over(const struct ctlconn *cn);
+void ctlconn_say_now(struct ctlconn *cn, const char *line, size_t len);
