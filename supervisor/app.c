@@ -1027,8 +1027,8 @@ int app_resume(struct app *app)
     }
     json_array_foreach(slots, i, v) {
         struct slot *s = i < app->n_slots ? app->slots[i] : NULL;
-        if (!s || (r = slot_state_parse(json_string_value(json_object_get(v, "state")),
-                                        &s->fsm.state)) < 0) {
+        if (!s || slot_state_parse(json_string_value(json_object_get(v, "state")),
+                                   &s->fsm.state) < 0) {
             return -EPROTO;
         }
         s->fsm.backoff.delay_ms = (uint64_t)json_integer_value(json_object_get(v, "delay_ms"));

@@ -337,6 +337,9 @@ int handover_receive(struct handover **ret, char *why, size_t size)
     char *buf = NULL;
     size_t len = 0;
     int r = handover_read_all(fd, &buf, &len);
+    if (r == 0 && !buf) {
+        r = -EIO;
+    }
     if (r < 0) {
         snprintf(why, size, "cannot read the handed-over state: %s", strerror(-r));
         return r;
