@@ -102,9 +102,15 @@ static void ctlview_table_write(const struct ctlview_table *t, FILE *f, bool col
         if (row_color) {
             fputs(row_color, f);
         }
-        for (int i = 0; i < CTLVIEW_COLS; i++) {
+        /* A row ends at its last non-empty cell: no trailing blanks (the queue is on an app's
+         * first row only). */
+        int end = CTLVIEW_COLS;
+        while (end > 1 && !t->cells[r][end - 1][0]) {
+            end--;
+        }
+        for (int i = 0; i < end; i++) {
             const char *cell = t->cells[r][i];
-            bool last = i == CTLVIEW_COLS - 1;
+            bool last = i == end - 1;
             /* Colour wraps the text only, so the padding (and the alignment) stays exact. */
             const char *c = color && r > 0 && i == t->state_col ? ctlview_state_color(cell) : NULL;
             fprintf(f, "%s%s%s", c ? c : "", cell, c ? CTLVIEW_RESET : "");
