@@ -56,6 +56,17 @@ class Tmux:
         assert r.returncode == 0, r.stderr
         self.started = True
 
+    def start_shell(self, width, height):
+        """An interactive bash (job control: Ctrl-Z, fg) in a new session."""
+        env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "DROVER_SOCKET")}
+        env["TERM"] = "xterm"
+        r = subprocess.run([TMUX, "-S", self.sock, "-f", "/dev/null", "new-session", "-d",
+                            "-s", "top", "-x", str(width), "-y", str(height),
+                            "bash --norc --noprofile -i"],
+                           capture_output=True, text=True, env=env, timeout=h.scaled(10))
+        assert r.returncode == 0, r.stderr
+        self.started = True
+
     def screen(self):
         return self("capture-pane", "-p", "-t", "top")
 
@@ -199,6 +210,28 @@ def test_every_way_out_restores_the_terminal(drover, tmux, tmp, how):
     else:
         tmux("send-keys", "-t", "top", how)
     assert_restored(tmux, tmp)
+
+
+def test_ctrl_z_gives_the_terminal_back_and_fg_takes_it_again(drover, tmux, tmp):
+    drover.start(apps={"web": web_app(1)})
+    pids = wait_pids(drover, 1)
+    tmux.start_shell(100, 20)
+    tmux.wait_screen(lambda s: re.search(r"[$#] *$", s.strip()), "the shell's prompt")
+    ctl = shlex.join([str(h.DROVERCTL), "-s", drover.control_socket, "top"])
+    tmux("send-keys", "-t", "top", ctl, "Enter")
+    tmux.wait_screen(lambda s: pids[0] in rows_of(s), "the worker on the screen")
+    assert tmux.alternate_on()
+    tmux("send-keys", "-t", "top", "C-z")
+    tmux.wait_screen(lambda s: "Stopped" in s, "the job stopped")
+    assert not tmux.alternate_on(), "a stopped top must not hold the alternate screen"
+    tmux("send-keys", "-t", "top", "fg", "Enter")
+    tmux.wait_screen(lambda s: pids[0] in rows_of(s) and "q quit" in s, "top drawn again")
+    assert tmux.alternate_on()
+    tmux("send-keys", "-t", "top", "q")
+    h.wait_until(lambda: not tmux.alternate_on(), 10, what="the normal screen back")
+    # After fg, $? is the resumed job's exit status.
+    tmux("send-keys", "-t", "top", "echo rc=$?", "Enter")
+    tmux.wait_screen(lambda s: "rc=0" in s, "top's exit status 0")
 
 
 def test_drover_going_away_is_shown_and_its_return_picked_up(drover, tmux, tmp):
