@@ -490,7 +490,10 @@ static int top_frame(const struct top *t, bool live, char **ret, size_t *ret_len
 
     /* Heights: header, blank, table, blank, EVENTS title, events, keys. The table gets what
      * it needs up to all but three event lines; the events get the rest, newest last. */
+    /* A terminal smaller than TOP_MIN_ROWS is laid out as if it had that many rows, and only
+     * its own rows are drawn: the top of the frame, and the key line on its last row. */
     size_t rows = live ? (size_t)(t->rows > TOP_MIN_ROWS ? t->rows : TOP_MIN_ROWS) : SIZE_MAX;
+    size_t screen_rows = live && t->rows > 0 ? (size_t)t->rows : rows;
     size_t fixed = 5;
     size_t table_rows = table.n, event_rows = events.n, hidden = 0;
     if (live) {
@@ -550,12 +553,12 @@ static int top_frame(const struct top *t, bool live, char **ret, size_t *ret_len
         snprintf(keys, sizeof keys, "%sq quit  r refresh  every %gs%s", color ? CTLVIEW_DIM : "",
                  t->opt->interval, color ? CTLVIEW_RESET : "");
         fputs("\033[H", f);
-        for (size_t row = 0; row < rows; row++) {
-            const char *line = row + 1 == rows ? keys : row < out.n ? out.v[row] : "";
+        for (size_t row = 0; row < screen_rows; row++) {
+            const char *line = row + 1 == screen_rows ? keys : row < out.n ? out.v[row] : "";
             top_clip_write(f, line, t->cols);
             /* Erase what the last frame left right of this line; no newline after the last
              * row, which would scroll the screen. */
-            fputs(row + 1 == rows ? "\033[K" : "\033[K\r\n", f);
+            fputs(row + 1 == screen_rows ? "\033[K" : "\033[K\r\n", f);
         }
     }
     if (fclose(f) != 0) {
@@ -594,7 +597,7 @@ static int top_draw(const struct top *t, bool live)
 /* ---- the loop ---- */
 
 /* Reads what was typed; returns false when the user asked to quit (or stdin is gone). */
-static bool top_keys_read(struct top *t, double *next)
+static bool top_keys_read(double *next)
 {
     char keys[64];
     ssize_t n = read(STDIN_FILENO, keys, sizeof keys);
@@ -618,7 +621,6 @@ static bool top_keys_read(struct top *t, double *next)
             break;
         }
     }
-    (void)t;
     return true;
 }
 
@@ -661,7 +663,7 @@ static void top_loop(struct top *t, int wake_rd)
             while (read(wake_rd, drain, sizeof drain) > 0) {
             }
         }
-        if (p[1].revents && !top_keys_read(t, &next)) {
+        if (p[1].revents && !top_keys_read(&next)) {
             break;
         }
     }

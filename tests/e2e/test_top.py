@@ -128,15 +128,25 @@ def rows_of(screen):
     return rows
 
 
-def assert_fits(tmux, screen):
-    """Every line within the width, the frame exactly the height, the key line at its bottom."""
+def misfit(tmux, screen):
+    """How the frame does not fit the pane, or None: every line within the width, the frame
+    exactly the height, the key line on its bottom row."""
     width, height = tmux.size()
     lines = screen.split("\n")
     if lines and lines[-1] == "":
         lines = lines[:-1]
-    assert len(lines) == height, f"{len(lines)} lines on a {height}-row screen:\n{screen}"
-    assert all(len(line) <= width for line in lines), screen
-    assert lines[-1].startswith("q quit"), f"the key line is not on the last row:\n{screen}"
+    if len(lines) != height:
+        return f"{len(lines)} lines on a {height}-row screen"
+    if any(len(line) > width for line in lines):
+        return f"a line wider than {width}"
+    if not lines[-1].startswith("q quit"):
+        return "the key line is not on the last row"
+    return None
+
+
+def assert_fits(tmux, screen):
+    why = misfit(tmux, screen)
+    assert why is None, f"{why}:\n{screen}"
 
 
 def assert_restored(tmux, tmp):
@@ -183,12 +193,17 @@ def test_live_view_follows_workers_and_fits_the_terminal(drover, tmux, tmp):
     # Smaller: the frame is cut to fit, its key line still on the last row; larger again: the
     # whole table is back.
     tmux("resize-window", "-t", "top", "-x", "60", "-y", "12")
-    screen = tmux.wait_screen(lambda s: s if len(s.split("\n")[0]) <= 60 and
-                              "more row" in s else None, "the frame cut to 60x12")
+    screen = tmux.wait_screen(lambda s: s if not misfit(tmux, s) and "more row" in s else None,
+                              "the frame cut to 60x12")
+    assert_fits(tmux, screen)
+    # Tinier than any layout: still no line past the edge, the key line still last.
+    tmux("resize-window", "-t", "top", "-x", "30", "-y", "5")
+    screen = tmux.wait_screen(lambda s: s if tmux.size() == (30, 5) and not misfit(tmux, s)
+                              else None, "the frame cut to 30x5")
     assert_fits(tmux, screen)
     tmux("resize-window", "-t", "top", "-x", "140", "-y", "40")
     screen = tmux.wait_screen(lambda s: s if set(new + api) <= set(rows_of(s)) and
-                              "more row" not in s and len(s.split("\n")) >= 40 else None,
+                              "more row" not in s and not misfit(tmux, s) else None,
                               "the whole frame at 140x40")
     assert_fits(tmux, screen)
 
