@@ -26,13 +26,14 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctlclient.h"
+#include "ctlview.h"
+#include "top.h"
 #include "wire.h"
 
 enum ctl_exit { CTL_OK = 0, CTL_FAILED = 1, CTL_USAGE = 2, CTL_NO_DROVER = 3 };
 
 #define CTL_TIMEOUT_DEFAULT 30.0
-/* The longest reply line accepted: a status of a thousand workers is a few hundred KiB. */
-#define CTL_LINE_MAX (16u * 1024u * 1024u)
 /* After `stop`, how long to wait for drover's process to go once it closed the socket. */
 #define CTL_EXIT_WAIT 60.0
 
@@ -42,10 +43,7 @@ struct ctl {
     double timeout;         /* < 0: not given */
     bool color;
     struct wire_request req;
-    int fd;
-    char *buf;
-    size_t len;
-    size_t cap;
+    struct ctlclient cl;
 };
 
 static volatile sig_atomic_t ctl_interrupted;
@@ -77,6 +75,9 @@ static void ctl_usage(FILE *f)
             "  upgrade [--binary PATH] execute a new drover program under the same pid, every\n"
             "                          worker kept (default: the path drover started from);\n"
             "                          exit 1 when it rolled back\n"
+            "  top [--once] [--interval SECONDS]\n"
+            "                          a live view of apps, workers and events, refreshed every\n"
+            "                          second (q or Ctrl-C quits); --once prints one frame\n"
             "\n"
             "options:\n"
             "  -s, --socket PATH       the control socket; default: $DROVER_SOCKET if set, else\n"
@@ -106,429 +107,7 @@ static int ctl_usage_error(const char *fmt, ...)
     return CTL_USAGE;
 }
 
-/* ---- time ---- */
-
-static double ctl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Milliseconds left until deadline for poll(); -1 = no deadline. */
-static int ctl_poll_ms(double deadline)
-{
-    if (deadline < 0) {
-        return -1;
-    }
-    double left = deadline - ctl_now();
-    if (left <= 0) {
-        return 0;
-    }
-    /* Rounded up, so a wait never ends a moment before its deadline and spins. */
-    return left > 1e6 ? 1000000000 : (int)(left * 1000.0) + 1;
-}
-
-static void ctl_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* ---- connection ---- */
-
-/* Connects to the socket; returns 0 or -errno (the caller reports "no drover at PATH"). */
-static int ctl_connect(struct ctl *c, double deadline)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    if (strlen(c->socket) >= sizeof sun.sun_path) {
-        return -ENAMETOOLONG;
-    }
-    memcpy(sun.sun_path, c->socket, strlen(c->socket) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd == -1) {
-        return -errno;
-    }
-    for (;;) {
-        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0) {
-            break;
-        }
-        /* EAGAIN: drover's backlog is full. It is there, only busy: try again shortly. */
-        if (errno == EAGAIN && (deadline < 0 || ctl_now() < deadline)) {
-            ctl_sleep_ms(10);
-            continue;
-        }
-        int r = errno == EAGAIN ? -ETIMEDOUT : -errno;
-        close(fd);
-        return r;
-    }
-    c->fd = fd;
-    return 0;
-}
-
-/* Sends len bytes; returns 0, -ETIMEDOUT or -errno. */
-static int ctl_send(struct ctl *c, const char *data, size_t len, double deadline)
-{
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = send(c->fd, data + off, len - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n == -1 && errno == EINTR) {
-            continue;
-        }
-        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-            int k = poll(&p, 1, ctl_poll_ms(deadline));
-            if (k == 0) {
-                return -ETIMEDOUT;
-            }
-            continue;
-        }
-        return n == 0 ? -EPIPE : -errno;
-    }
-    return 0;
-}
-
-/*
- * Reads the next line (without its newline) into a malloc'd string. Returns 1, 0 at EOF,
- * -ETIMEDOUT, -EINTR (SIGINT while following), -EMSGSIZE or -errno.
- */
-static int ctl_read_line(struct ctl *c, double deadline, char **ret)
-{
-    size_t scanned = 0;
-    for (;;) {
-        char *nl = c->len > scanned ? memchr(c->buf + scanned, '\n', c->len - scanned) : NULL;
-        if (nl) {
-            size_t n = (size_t)(nl - c->buf);
-            char *line = strndup(c->buf, n);
-            if (!line) {
-                return -ENOMEM;
-            }
-            memmove(c->buf, nl + 1, c->len - n - 1);
-            c->len -= n + 1;
-            *ret = line;
-            return 1;
-        }
-        scanned = c->len;
-        if (c->len >= CTL_LINE_MAX) {
-            return -EMSGSIZE;
-        }
-        if (c->cap - c->len < 4096) {
-            size_t cap = c->cap ? c->cap * 2 : 65536;
-            char *buf = realloc(c->buf, cap);
-            if (!buf) {
-                return -ENOMEM;
-            }
-            c->buf = buf;
-            c->cap = cap;
-        }
-        if (ctl_interrupted) {
-            return -EINTR;
-        }
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int k = poll(&p, 1, ctl_poll_ms(deadline));
-        if (k == -1 && errno == EINTR) {
-            continue;
-        }
-        if (k == 0) {
-            return -ETIMEDOUT;
-        }
-        ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
-        if (n == -1 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
-            continue;
-        }
-        if (n == 0) {
-            return 0;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        c->len += (size_t)n;
-    }
-}
-
-/* ---- human output ---- */
-
-#define CTL_BOLD "\033[1m"
-#define CTL_DIM "\033[2m"
-#define CTL_RED "\033[31m"
-#define CTL_GREEN "\033[32m"
-#define CTL_YELLOW "\033[33m"
-#define CTL_CYAN "\033[36m"
-#define CTL_RESET "\033[0m"
-
-static const char *ctl_state_color(const char *state)
-{
-    if (strcmp(state, "ready") == 0 || strcmp(state, "running") == 0) {
-        return CTL_GREEN;
-    }
-    if (strcmp(state, "starting") == 0 || strcmp(state, "backoff") == 0 ||
-        strcmp(state, "reloading") == 0) {
-        return CTL_YELLOW;
-    }
-    if (strcmp(state, "errored") == 0 || strcmp(state, "hung") == 0) {
-        return CTL_RED;
-    }
-    return CTL_DIM; /* draining, stopping, stopped */
-}
-
-/* 3m12s: the two largest units, as a person reads an uptime. */
-static void ctl_format_duration(double s, char *buf, size_t size)
-{
-    unsigned long t = s > 0 ? (unsigned long)s : 0;
-    if (t < 60) {
-        snprintf(buf, size, "%lus", t);
-    } else if (t < 3600) {
-        snprintf(buf, size, "%lum%02lus", t / 60, t % 60);
-    } else if (t < 86400) {
-        snprintf(buf, size, "%luh%02lum", t / 3600, t % 3600 / 60);
-    } else {
-        snprintf(buf, size, "%lud%02luh", t / 86400, t % 86400 / 3600);
-    }
-}
-
-/* 5.2M: binary units, one decimal below 100. */
-static void ctl_format_bytes(double b, char *buf, size_t size)
-{
-    static const char units[] = "BKMGTP";
-    size_t u = 0;
-    while (b >= 1024 && u + 1 < sizeof units - 1) {
-        b /= 1024;
-        u++;
-    }
-    if (u == 0) {
-        snprintf(buf, size, "%.0f%c", b, units[u]);
-    } else if (b < 99.95) {
-        snprintf(buf, size, "%.1f%c", b, units[u]);
-    } else {
-        snprintf(buf, size, "%.0f%c", b, units[u]);
-    }
-}
-
-#define CTL_COLS 11
-
-struct ctl_table {
-    char *(*cells)[CTL_COLS];
-    size_t rows;
-    size_t cap;
-    int state_col;
-};
-
-static int ctl_table_add(struct ctl_table *t, const char *const cells[CTL_COLS])
-{
-    if (t->rows == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        char *(*c)[CTL_COLS] = realloc(t->cells, cap * sizeof *c);
-        if (!c) {
-            return -ENOMEM;
-        }
-        t->cells = c;
-        t->cap = cap;
-    }
-    for (int i = 0; i < CTL_COLS; i++) {
-        t->cells[t->rows][i] = strdup(cells[i]);
-        if (!t->cells[t->rows][i]) {
-            while (i-- > 0) {
-                free(t->cells[t->rows][i]);
-            }
-            return -ENOMEM;
-        }
-    }
-    t->rows++;
-    return 0;
-}
-
-static void ctl_table_print(const struct ctl_table *t, bool color)
-{
-    size_t width[CTL_COLS] = {0};
-    for (size_t r = 0; r < t->rows; r++) {
-        for (int i = 0; i < CTL_COLS; i++) {
-            size_t n = strlen(t->cells[r][i]);
-            width[i] = n > width[i] ? n : width[i];
-        }
-    }
-    for (size_t r = 0; r < t->rows; r++) {
-        const char *row_color = color && r == 0 ? CTL_BOLD : NULL;
-        if (row_color) {
-            fputs(row_color, stdout);
-        }
-        for (int i = 0; i < CTL_COLS; i++) {
-            const char *cell = t->cells[r][i];
-            bool last = i == CTL_COLS - 1;
-            /* Colour wraps the text only, so the padding (and the alignment) stays exact. */
-            const char *c = color && r > 0 && i == t->state_col ? ctl_state_color(cell) : NULL;
-            printf("%s%s%s", c ? c : "", cell, c ? CTL_RESET : "");
-            if (!last) {
-                printf("%*s", (int)(width[i] - strlen(cell) + 2), "");
-            }
-        }
-        if (row_color) {
-            fputs(CTL_RESET, stdout);
-        }
-        fputc('\n', stdout);
-    }
-}
-
-static void ctl_table_free(struct ctl_table *t)
-{
-    for (size_t r = 0; r < t->rows; r++) {
-        for (int i = 0; i < CTL_COLS; i++) {
-            free(t->cells[r][i]);
-        }
-    }
-    free(t->cells);
-}
-
-static double ctl_number(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_number(v) ? json_number_value(v) : 0;
-}
-
-static const char *ctl_string(json_t *obj, const char *key, const char *dflt)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_string(v) ? json_string_value(v) : dflt;
-}
-
-/* The accept queue of an app's TCP listeners, summed: "3/4096", or "-" when it has none. */
-static void ctl_format_queue(json_t *listen, char *buf, size_t size)
-{
-    double len = 0, limit = 0;
-    bool any = false;
-    size_t i;
-    json_t *l;
-    json_array_foreach(listen, i, l) {
-        if (json_is_integer(json_object_get(l, "queue"))) {
-            any = true;
-            len += ctl_number(l, "queue");
-            limit += ctl_number(l, "limit");
-        }
-    }
-    if (any) {
-        snprintf(buf, size, "%.0f/%.0f", len, limit);
-    } else {
-        snprintf(buf, size, "-");
-    }
-}
-
-/* A slot's last exit in one word (SPEC section 10): "SIGABRT/hang", "code=1/crash",
- * "SIGKILL!/crash" (a SIGKILL drover did not send: the OOM killer, an operator), "-" for none;
- * "+core" when it dumped core. The whole record is in --json and the log. */
-static void ctl_format_exit(json_t *e, char *buf, size_t size)
-{
-    if (!json_is_object(e)) {
-        snprintf(buf, size, "-");
-        return;
-    }
-    const char *sig = ctl_string(e, "signal", NULL);
-    const char *sender = ctl_string(e, "sender", "drover");
-    char how[32];
-    if (sig) {
-        snprintf(how, sizeof how, "SIG%s%s", sig, strcmp(sender, "drover") != 0 ? "!" : "");
-    } else {
-        snprintf(how, sizeof how, "code=%.0f", ctl_number(e, "exit_code"));
-    }
-    snprintf(buf, size, "%s/%s%s", how, ctl_string(e, "reason", "?"),
-             json_is_true(json_object_get(e, "core_dumped")) ? "+core" : "");
-}
-
-static int ctl_print_status(json_t *reply, bool color)
-{
-    static const char *const header[CTL_COLS] = {"APP",      "SLOT",     "PID",
-                                                 "STATE",    "GEN",      "UPTIME",
-                                                 "RESTARTS", "MEMORY",   "CPU",
-                                                 "LAST_EXIT", "QUEUE"};
-    struct ctl_table t = {.state_col = 3};
-    int r = ctl_table_add(&t, header);
-    json_t *apps = json_object_get(reply, "apps");
-    size_t i;
-    json_t *app;
-    json_array_foreach(apps, i, app) {
-        const char *name = ctl_string(app, "name", "?");
-        json_t *workers = json_object_get(app, "workers");
-        char gen[32], queue[48];
-        snprintf(gen, sizeof gen, "%.0f", ctl_number(app, "generation"));
-        ctl_format_queue(json_object_get(app, "listen"), queue, sizeof queue);
-        if (json_array_size(workers) == 0) {
-            const char *row[CTL_COLS] = {name, "-", "-", ctl_string(app, "state", "?"), gen,
-                                         "-",  "-", "-", "-", "-", queue};
-            r = r < 0 ? r : ctl_table_add(&t, row);
-            continue;
-        }
-        size_t j;
-        json_t *w;
-        json_array_foreach(workers, j, w) {
-            char slot[32], pid[32], wgen[32], up[32], restarts[32], mem[32], cpu[32];
-            const char *state = ctl_string(w, "state", "?");
-            bool live = ctl_number(w, "pid") > 0;
-            snprintf(slot, sizeof slot, "%.0f", ctl_number(w, "slot"));
-            snprintf(pid, sizeof pid, live ? "%.0f" : "-", ctl_number(w, "pid"));
-            snprintf(wgen, sizeof wgen, "%.0f", ctl_number(w, "generation"));
-            snprintf(restarts, sizeof restarts, "%.0f", ctl_number(w, "restarts"));
-            if (live) {
-                ctl_format_duration(ctl_number(w, "uptime_s"), up, sizeof up);
-                ctl_format_bytes(ctl_number(w, "rss_bytes"), mem, sizeof mem);
-                snprintf(cpu, sizeof cpu, "%.1f%%", ctl_number(w, "cpu_percent"));
-            } else {
-                snprintf(up, sizeof up, "-");
-                snprintf(mem, sizeof mem, "-");
-                snprintf(cpu, sizeof cpu, "-");
-            }
-            char last[96];
-            ctl_format_exit(json_object_get(w, "last_exit"), last, sizeof last);
-            /* The queue is the app's, shown once, on its first row. */
-            const char *row[CTL_COLS] = {name, slot, pid, state, wgen, up, restarts, mem, cpu,
-                                         last, j == 0 ? queue : ""};
-            r = r < 0 ? r : ctl_table_add(&t, row);
-        }
-    }
-    if (r == 0) {
-        ctl_table_print(&t, color);
-        char up[32];
-        ctl_format_duration(ctl_number(reply, "uptime_s"), up, sizeof up);
-        printf("%sdrover %s, pid %.0f, up %s%s\n", color ? CTL_DIM : "",
-               ctl_string(reply, "version", "?"), ctl_number(reply, "pid"), up,
-               color ? CTL_RESET : "");
-    }
-    ctl_table_free(&t);
-    if (r < 0) {
-        fprintf(stderr, "droverctl: out of memory\n");
-        return CTL_FAILED;
-    }
-    return CTL_OK;
-}
-
-static void ctl_print_log(json_t *rec, bool color)
-{
-    bool err = strcmp(ctl_string(rec, "stream", "stdout"), "stderr") == 0;
-    const char *msg = ctl_string(rec, "msg", "");
-    printf("%s%s%s %s%s/%.0f [%.0f]%s %s%s%s %s\n", color ? CTL_DIM : "",
-           ctl_string(rec, "ts", "-"), color ? CTL_RESET : "", color ? CTL_CYAN : "",
-           ctl_string(rec, "app", "?"), ctl_number(rec, "worker"), ctl_number(rec, "pid"),
-           color ? CTL_RESET : "", color && err ? CTL_RED : "", err ? "err|" : "out|",
-           color && err ? CTL_RESET : "", msg);
-}
-
-/* One lifecycle event: time, seq, type, where, what. */
-static void ctl_print_event(json_t *ev, bool color)
-{
-    char where[128] = "drover";
-    if (json_is_string(json_object_get(ev, "app"))) {
-        if (json_is_integer(json_object_get(ev, "worker"))) {
-            snprintf(where, sizeof where, "%s/%.0f", ctl_string(ev, "app", "?"),
-                     ctl_number(ev, "worker"));
-        } else {
-            snprintf(where, sizeof where, "%s", ctl_string(ev, "app", "?"));
-        }
-    }
-    printf("%s%s #%.0f%s %s%-15s%s %s %s\n", color ? CTL_DIM : "", ctl_string(ev, "ts", "-"),
-           ctl_number(ev, "seq"), color ? CTL_RESET : "", color ? CTL_CYAN : "",
-           ctl_string(ev, "type", "?"), color ? CTL_RESET : "", where, ctl_string(ev, "msg", ""));
-}
+/* ---- human output (the words themselves are ctlview's) ---- */
 
 /* The reply's reason is the restart-accounting word of the metrics (SPEC section 6); a person
  * reads what was done. */
@@ -547,33 +126,33 @@ static const char *ctl_replace_verb(const char *reason)
 /* One app's reload or restart result: the outcome, then each slot's old and new pid. */
 static void ctl_print_replace(json_t *res, FILE *f)
 {
-    const char *outcome = ctl_string(res, "outcome", "?");
-    fprintf(f, "%s: %s %s", ctl_string(res, "app", "?"),
-            ctl_replace_verb(ctl_string(res, "reason", "reload")),
+    const char *outcome = ctlview_string(res, "outcome", "?");
+    fprintf(f, "%s: %s %s", ctlview_string(res, "app", "?"),
+            ctl_replace_verb(ctlview_string(res, "reason", "reload")),
             strcmp(outcome, "rolled_back") == 0 ? "rolled back" : outcome);
     if (json_object_get(res, "generation")) {
-        fprintf(f, ", generation %.0f", ctl_number(res, "generation"));
+        fprintf(f, ", generation %.0f", ctlview_number(res, "generation"));
     }
     if (json_object_get(res, "duration_s")) {
-        fprintf(f, " (%.2f s)", ctl_number(res, "duration_s"));
+        fprintf(f, " (%.2f s)", ctlview_number(res, "duration_s"));
     }
     fputc('\n', f);
     size_t i;
     json_t *slot;
     json_array_foreach(json_object_get(res, "slots"), i, slot) {
-        fprintf(f, "  slot %.0f: %.0f -> %.0f  %s", ctl_number(slot, "slot"),
-                ctl_number(slot, "old_pid"), ctl_number(slot, "new_pid"),
-                ctl_string(slot, "state", "?"));
-        if (ctl_number(slot, "ready_ms") >= 0) {
-            fprintf(f, ", ready after %.0f ms", ctl_number(slot, "ready_ms"));
+        fprintf(f, "  slot %.0f: %.0f -> %.0f  %s", ctlview_number(slot, "slot"),
+                ctlview_number(slot, "old_pid"), ctlview_number(slot, "new_pid"),
+                ctlview_string(slot, "state", "?"));
+        if (ctlview_number(slot, "ready_ms") >= 0) {
+            fprintf(f, ", ready after %.0f ms", ctlview_number(slot, "ready_ms"));
         }
-        if (ctl_number(slot, "old_exit_ms") >= 0) {
-            fprintf(f, ", old gone after %.0f ms", ctl_number(slot, "old_exit_ms"));
+        if (ctlview_number(slot, "old_exit_ms") >= 0) {
+            fprintf(f, ", old gone after %.0f ms", ctlview_number(slot, "old_exit_ms"));
         }
         fputc('\n', f);
     }
     if (json_is_string(json_object_get(res, "error"))) {
-        fprintf(f, "  why: %s\n", ctl_string(res, "error", ""));
+        fprintf(f, "  why: %s\n", ctlview_string(res, "error", ""));
     }
     json_t *line;
     json_array_foreach(json_object_get(res, "last_output"), i, line) {
@@ -598,38 +177,50 @@ static void ctl_print_replace_reply(json_t *reply, FILE *f)
 
 static int ctl_print_ok(const struct ctl *c, json_t *reply)
 {
-    const char *app = ctl_string(reply, "app", c->req.app ? c->req.app : "?");
+    const char *app = ctlview_string(reply, "app", c->req.app ? c->req.app : "?");
     bool already = json_is_true(json_object_get(reply, "already"));
-    double took = ctl_number(reply, "duration_s");
+    double took = ctlview_number(reply, "duration_s");
     switch (c->req.cmd) {
     case WIRE_CMD_STATUS:
-        return ctl_print_status(reply, c->color);
+        if (ctlview_status_write(reply, stdout, c->color) < 0) {
+            fprintf(stderr, "droverctl: out of memory\n");
+            return CTL_FAILED;
+        }
+        if (!c->req.app) {
+            /* Which drover answered: after an upgrade in place, the version is what changed. */
+            char up[32];
+            ctlview_format_duration(ctlview_number(reply, "uptime_s"), up, sizeof up);
+            printf("drover %s, pid %.0f, up %s\n", ctlview_string(reply, "version", "?"),
+                   ctlview_number(reply, "pid"), up);
+        }
+        return CTL_OK;
     case WIRE_CMD_SCALE:
         if (json_is_true(json_object_get(reply, "autoscale"))) {
             printf("%s: autoscaling between %.0f and %.0f workers (%.0f now)\n", app,
-                   ctl_number(reply, "min"), ctl_number(reply, "max"),
-                   ctl_number(reply, "workers"));
+                   ctlview_number(reply, "min"), ctlview_number(reply, "max"),
+                   ctlview_number(reply, "workers"));
             return CTL_OK;
         }
-        printf("%s: %.0f worker%s, %.0f ready", app, ctl_number(reply, "workers"),
-               ctl_number(reply, "workers") == 1 ? "" : "s", ctl_number(reply, "ready"));
-        if (strcmp(ctl_string(reply, "state", "running"), "running") != 0) {
-            printf(" (app %s)", ctl_string(reply, "state", "?"));
+        printf("%s: %.0f worker%s, %.0f ready", app, ctlview_number(reply, "workers"),
+               ctlview_number(reply, "workers") == 1 ? "" : "s", ctlview_number(reply, "ready"));
+        if (strcmp(ctlview_string(reply, "state", "running"), "running") != 0) {
+            printf(" (app %s)", ctlview_string(reply, "state", "?"));
         }
         printf(json_object_get(reply, "duration_s") ? " (%.1f s)\n" : "\n", took);
         return CTL_OK;
     case WIRE_CMD_START:
         if (already) {
             printf("%s: already running (%.0f workers, %.0f ready)\n", app,
-                   ctl_number(reply, "workers"), ctl_number(reply, "ready"));
+                   ctlview_number(reply, "workers"), ctlview_number(reply, "ready"));
         } else {
             printf("%s: started, %.0f worker%s ready (%.1f s)\n", app,
-                   ctl_number(reply, "ready"), ctl_number(reply, "ready") == 1 ? "" : "s", took);
+                   ctlview_number(reply, "ready"), ctlview_number(reply, "ready") == 1 ? "" : "s",
+                   took);
         }
         return CTL_OK;
     case WIRE_CMD_STOP:
         if (!c->req.app) {
-            printf("drover (pid %.0f): stopping\n", ctl_number(reply, "pid"));
+            printf("drover (pid %.0f): stopping\n", ctlview_number(reply, "pid"));
         } else if (already) {
             printf("%s: already stopped\n", app);
         } else {
@@ -638,16 +229,16 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
         return CTL_OK;
     case WIRE_CMD_METRICS:
         if (json_is_string(json_object_get(reply, "body"))) {
-            fputs(ctl_string(reply, "body", ""), stdout);
+            fputs(ctlview_string(reply, "body", ""), stdout);
             return CTL_OK;
         }
         break;
     case WIRE_CMD_LOGS:
         return CTL_OK;
     case WIRE_CMD_EVENTS:
-        if (ctl_number(reply, "lost") > 0) {
+        if (ctlview_number(reply, "lost") > 0) {
             fprintf(stderr, "droverctl: %.0f earlier events are no longer kept\n",
-                    ctl_number(reply, "lost"));
+                    ctlview_number(reply, "lost"));
         }
         return CTL_OK;
     case WIRE_CMD_RELOAD:
@@ -656,8 +247,8 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
         return CTL_OK;
     case WIRE_CMD_UPGRADE:
         printf("drover (pid %.0f): upgraded %s -> %s in %.1f ms, every worker kept\n",
-               ctl_number(reply, "pid"), ctl_string(reply, "from", "?"),
-               ctl_string(reply, "version", "?"), ctl_number(reply, "took_ms"));
+               ctlview_number(reply, "pid"), ctlview_string(reply, "from", "?"),
+               ctlview_string(reply, "version", "?"), ctlview_number(reply, "took_ms"));
         return CTL_OK;
     default:
         break;
@@ -711,7 +302,7 @@ static int ctl_wait_exit(struct ctl *c, pid_t pid, double deadline)
 {
     char *line = NULL;
     int r;
-    while ((r = ctl_read_line(c, deadline, &line)) == 1) {
+    while ((r = ctlclient_read_line(&c->cl, deadline, &line)) == 1) {
         if (c->json) {
             printf("%s\n", line);
         }
@@ -722,14 +313,14 @@ static int ctl_wait_exit(struct ctl *c, pid_t pid, double deadline)
         fprintf(stderr, "droverctl: drover is still stopping after %.0f s\n", c->timeout);
         return CTL_FAILED;
     }
-    double until = deadline >= 0 ? deadline : ctl_now() + CTL_EXIT_WAIT;
+    double until = deadline >= 0 ? deadline : ctlclient_now() + CTL_EXIT_WAIT;
     while (pid > 0 && !ctl_pid_gone(pid)) {
-        if (ctl_now() >= until) {
+        if (ctlclient_now() >= until) {
             fprintf(stderr, "droverctl: drover (pid %d) closed its socket but has not exited\n",
                     (int)pid);
             return CTL_FAILED;
         }
-        ctl_sleep_ms(20);
+        ctlclient_sleep_ms(20);
     }
     if (!c->json) {
         printf("drover: stopped\n");
@@ -743,10 +334,10 @@ static int ctl_run(struct ctl *c)
                  c->req.cmd == WIRE_CMD_STOP || c->req.cmd == WIRE_CMD_RELOAD ||
                  c->req.cmd == WIRE_CMD_RESTART || c->req.cmd == WIRE_CMD_UPGRADE;
     double timeout = c->timeout >= 0 ? c->timeout : waits ? 0 : CTL_TIMEOUT_DEFAULT;
-    double deadline = timeout > 0 ? ctl_now() + timeout : -1;
+    double deadline = timeout > 0 ? ctlclient_now() + timeout : -1;
     /* Connecting is quick or impossible, whatever the command. */
-    double connect_deadline = ctl_now() + (timeout > 0 ? timeout : CTL_TIMEOUT_DEFAULT);
-    int r = ctl_connect(c, connect_deadline);
+    double connect_deadline = ctlclient_now() + (timeout > 0 ? timeout : CTL_TIMEOUT_DEFAULT);
+    int r = ctlclient_open(&c->cl, c->socket, connect_deadline);
     if (r < 0) {
         fprintf(stderr, "droverctl: no drover at %s: %s\n", c->socket, strerror(-r));
         return CTL_NO_DROVER;
@@ -757,7 +348,7 @@ static int ctl_run(struct ctl *c)
         fprintf(stderr, "droverctl: out of memory\n");
         return CTL_FAILED;
     }
-    r = ctl_send(c, request, len, deadline);
+    r = ctlclient_send(&c->cl, request, len, deadline);
     free(request);
     /* Any other failure (EPIPE) means drover shut the door at once: a refused peer (another
      * uid, too many clients) still finds the reason waiting to be read below. */
@@ -768,7 +359,7 @@ static int ctl_run(struct ctl *c)
     bool following = false;
     for (;;) {
         char *line = NULL;
-        r = ctl_read_line(c, following ? -1 : deadline, &line);
+        r = ctlclient_read_line(&c->cl, following ? -1 : deadline, &line);
         if (r == -EINTR && following) {
             return CTL_OK;
         }
@@ -794,21 +385,21 @@ static int ctl_run(struct ctl *c)
             if (!c->json) {
                 json_t *log = json_object_get(msg, "log");
                 if (json_is_object(log)) {
-                    ctl_print_log(log, c->color);
+                    ctlview_log_write(log, stdout, c->color);
                 } else if (json_is_object(json_object_get(msg, "event"))) {
-                    ctl_print_event(json_object_get(msg, "event"), c->color);
+                    ctlview_event_write(json_object_get(msg, "event"), stdout, c->color, false);
                 } else if (json_object_get(msg, "lost")) {
                     fprintf(stderr, "droverctl: %.0f events lost (not read fast enough)\n",
-                            ctl_number(msg, "lost"));
+                            ctlview_number(msg, "lost"));
                 } else if (json_object_get(msg, "dropped")) {
                     fprintf(stderr, "droverctl: %.0f lines dropped (not read fast enough)\n",
-                            ctl_number(msg, "dropped"));
+                            ctlview_number(msg, "dropped"));
                 } else if (json_is_object(json_object_get(msg, "progress"))) {
                     json_t *p = json_object_get(msg, "progress");
                     printf("%s: slot %.0f %s: pid %.0f (replacing %.0f)\n",
-                           ctl_string(p, "app", "?"), ctl_number(p, "slot"),
-                           ctl_string(p, "event", "?"), ctl_number(p, "new_pid"),
-                           ctl_number(p, "old_pid"));
+                           ctlview_string(p, "app", "?"), ctlview_number(p, "slot"),
+                           ctlview_string(p, "event", "?"), ctlview_number(p, "new_pid"),
+                           ctlview_number(p, "old_pid"));
                 }
             }
             fflush(stdout);
@@ -819,13 +410,13 @@ static int ctl_run(struct ctl *c)
             if (!c->json && (json_object_get(msg, "apps") || json_object_get(msg, "outcome"))) {
                 ctl_print_replace_reply(msg, stderr);
             } else {
-                fprintf(stderr, "droverctl: %s\n", ctl_string(msg, "error", "failed"));
+                fprintf(stderr, "droverctl: %s\n", ctlview_string(msg, "error", "failed"));
             }
             json_decref(msg);
             return CTL_FAILED;
         }
         int status = c->json ? CTL_OK : ctl_print_ok(c, msg);
-        pid_t pid = (pid_t)ctl_number(msg, "pid");
+        pid_t pid = (pid_t)ctlview_number(msg, "pid");
         json_decref(msg);
         fflush(stdout);
         if (status != CTL_OK) {
@@ -1008,9 +599,36 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
     return 0;
 }
 
+/* top [--once] [--interval SECONDS]; returns 0 or CTL_USAGE (already reported). */
+static int ctl_parse_top(const struct ctl *c, int argc, char **argv, struct top_options *opt)
+{
+    if (c->json) {
+        return ctl_usage_error("top: no --json; `status --json` and `events --json` are the data");
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--once") == 0) {
+            opt->once = true;
+        } else if (strcmp(a, "--interval") == 0 || strncmp(a, "--interval=", 11) == 0 ||
+                   strcmp(a, "-d") == 0) {
+            const char *v = strncmp(a, "--interval=", 11) == 0 ? a + 11
+                            : i + 1 < argc                      ? argv[++i]
+                                                                : NULL;
+            if (!v || ctl_parse_timeout(v, &opt->interval) < 0 || opt->interval < 0.1) {
+                return ctl_usage_error("top: --interval needs a number of seconds, at least 0.1");
+            }
+        } else {
+            return ctl_usage_error("top: unknown %s '%s'", a[0] == '-' ? "option" : "argument",
+                                   a);
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    struct ctl c = {.timeout = -1, .fd = -1};
+    struct ctl c = {.timeout = -1, .cl = CTLCLIENT_INIT};
+    c.cl.interrupted = &ctl_interrupted;
     char *default_socket = NULL;
     int status = CTL_USAGE;
     int i = 1;
@@ -1065,7 +683,10 @@ int main(int argc, char **argv)
         status = ctl_usage_error("missing command");
         goto out;
     }
-    status = ctl_parse_command(&c, argc - i, argv + i);
+    bool top = strcmp(argv[i], "top") == 0;
+    struct top_options top_opt = {.interval = 1.0};
+    status = top ? ctl_parse_top(&c, argc - i, argv + i, &top_opt)
+                 : ctl_parse_command(&c, argc - i, argv + i);
     if (status != 0) {
         goto out;
     }
@@ -1083,6 +704,15 @@ int main(int argc, char **argv)
     }
     /* NO_COLOR (no-color.org), set to anything, turns colour off; so does a pipe. */
     c.color = !c.json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    if (top) {
+        top_opt.socket = c.socket;
+        top_opt.color = c.color;
+        signal(SIGPIPE, SIG_IGN);
+        int r = top_run(&top_opt);
+        status = r == 0 ? CTL_OK : r == -ENOTTY ? CTL_USAGE : r == -ENOMEM ? CTL_FAILED
+                                                                          : CTL_NO_DROVER;
+        goto out;
+    }
 
     struct sigaction sa = {.sa_handler = ctl_on_sigint};
     sigemptyset(&sa.sa_mask);
@@ -1095,11 +725,8 @@ int main(int argc, char **argv)
     status = ctl_run(&c);
 out:
     fflush(stdout);
-    if (c.fd != -1) {
-        close(c.fd);
-    }
+    ctlclient_close(&c.cl);
     wire_request_done(&c.req);
-    free(c.buf);
     free(default_socket);
     return status;
 }
