@@ -35,7 +35,10 @@
 #include "listener.h"
 #include "events.h"
 #include "hooks.h"
+#include "handover.h"
 #include "log.h"
+#include "upgrade.h"
+#include "version.h"
 #include "logbuf.h"
 #include "master.h"
 #include "metrics.h"
@@ -400,7 +403,13 @@ static int own_build(struct master *m, struct own *o)
                "drover's own log records dropped because the log reader was behind.");
     own_sample(o, (double)log_dropped_total(), NULL, NULL, NULL, NULL);
     own_family(o, "drover_build_info", PROM_GAUGE, "drover's version; always 1.");
-    own_sample(o, 1, "version", DROVER_VERSION, NULL, NULL);
+    own_sample(o, 1, "version", drover_version, NULL, NULL);
+    own_family(o, "drover_upgrades_total", PROM_COUNTER,
+               "Upgrades in place (SPEC section 12) by result: done, rolled_back, refused.");
+    for (int r = 0; r < UPGRADE__COUNT; r++) {
+        own_sample(o, (double)upgrade_count((enum upgrade_result)r), "result",
+                   upgrade_result_to_string((enum upgrade_result)r), NULL, NULL);
+    }
     own_family(o, "drover_listen_queue_length", PROM_GAUGE,
                "Connections in the accept queue of the app's listening socket (TCP).");
     for (size_t i = 0; i < m->n_apps; i++) {
@@ -589,7 +598,7 @@ static json_t *admin_status_json(struct master *m)
     }
     unsigned phase = admin_shutdown_phase(m);
     return json_pack("{s:b, s:I, s:s, s:s, s:b, s:s*, s:f, s:o}", "ok", 1, "pid",
-                     (json_int_t)getpid(), "version", DROVER_VERSION, "state",
+                     (json_int_t)getpid(), "version", drover_version, "state",
                      m->state == MASTER_STOPPING ? "stopping" : "running", "ready",
                      master_is_ready(m), "shutdown_phase",
                      phase ? wire_phase_to_string((enum wire_phase)(phase - 1)) : NULL,
@@ -757,6 +766,16 @@ static void admin_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     admin_rearm(a);
 }
 
+int admin_save(struct admin *a, struct handover *h)
+{
+    if (!a) {
+        return 0;
+    }
+    json_t *saved = json_pack("{s:o, s:b}", "fd", handover_fd(h, a->l.fd), "created_path",
+                              a->l.created_path);
+    return saved && json_object_set_new(handover_doc(h), "admin", saved) == 0 ? 0 : -ENOMEM;
+}
+
 int admin_open(struct master *m, struct admin **ret)
 {
     const struct address *addr = &m->cfg->admin;
@@ -772,7 +791,16 @@ int admin_open(struct master *m, struct admin **ret)
     }
     a->m = m;
     a->l.fd = -1;
-    r = listener_open(&a->l, addr);
+    const json_t *saved = handover_get(handover_incoming(), "admin");
+    int fd = handover_take(handover_incoming(), json_object_get(saved, "fd"));
+    if (fd >= 0) {
+        /* The previous image's socket: its backlog held whoever scraped during the exec. */
+        a->l = (struct listener){.addr = *addr, .fd = fd,
+                                 .created_path = json_is_true(json_object_get(saved, "created_path"))};
+        r = 0;
+    } else {
+        r = listener_open(&a->l, addr);
+    }
     if (r < 0) {
         log_error("bind('%s') failed: %s", addr->text, strerror(-r));
         goto out;

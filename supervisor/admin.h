@@ -14,6 +14,9 @@ struct admin;
  * errno. Returns 0 or -errno. */
 int admin_open(struct master *m, struct admin **ret);
 void admin_close(struct admin *a);
+/* Upgrade in place (SPEC section 12): the listening socket, for the next image. */
+struct handover;
+int admin_save(struct admin *a, struct handover *h);
 
 /*
  * Renders the combined page as served on /metrics ("text", Prometheus 0.0.4) or /metrics/json

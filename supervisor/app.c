@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "handover.h"
 #include "log.h"
 #include "logbuf.h"
 #include "metrics.h"
@@ -777,6 +778,283 @@ int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret)
     return app_spawn(app, slot, ret);
 }
 
+/* ---- upgrade in place (SPEC section 12) ---- */
+
+static const json_t *app_saved(const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(handover_get(handover_incoming(), "apps"), i, v) {
+        const char *n = json_string_value(json_object_get(v, "name"));
+        if (n && strcmp(n, name) == 0) {
+            return v;
+        }
+    }
+    return NULL;
+}
+
+/* The listening sockets the previous image had for this app, before anything is bound. */
+static int app_take_listeners(struct app *app, const struct config_app *cfg)
+{
+    const json_t *saved = app_saved(app->name);
+    struct handover *h = handover_incoming();
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(saved, "listeners"), i, v) {
+        const char *text = json_string_value(json_object_get(v, "addr"));
+        const struct address *addr = NULL;
+        for (size_t k = 0; text && k < cfg->n_listen && !addr; k++) {
+            if (strcmp(cfg->listen[k].text, text) == 0) {
+                addr = &cfg->listen[k];
+            }
+        }
+        int fd = handover_take(h, json_object_get(v, "fd"));
+        if (!addr || fd < 0) {
+            if (fd >= 0) {
+                close(fd); /* the config no longer has it */
+            }
+            continue;
+        }
+        struct listener *grown =
+            realloc(app->listeners, sizeof *grown * (app->n_listeners + 1));
+        if (!grown) {
+            close(fd);
+            return -ENOMEM;
+        }
+        app->listeners = grown;
+        app->listeners[app->n_listeners++] = (struct listener){
+            .addr = *addr,
+            .fd = fd,
+            .created_path = json_is_true(json_object_get(v, "created_path")),
+            .backlog = (int)json_integer_value(json_object_get(v, "backlog")),
+            .somaxconn = (int)json_integer_value(json_object_get(v, "somaxconn")),
+        };
+    }
+    return 0;
+}
+
+static json_t *app_u64_array(const uint64_t *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        json_array_append_new(a, json_integer((json_int_t)v[i]));
+    }
+    return a;
+}
+
+static void app_u64_restore(uint64_t *v, size_t n, const json_t *a)
+{
+    for (size_t i = 0; i < n && i < json_array_size(a); i++) {
+        v[i] = (uint64_t)json_integer_value(json_array_get(a, i));
+    }
+}
+
+static void app_save_line(const struct logbuf_line *line, void *data)
+{
+    json_array_append_new(data, json_pack("{s:f, s:i, s:I, s:b, s:o}", "ts", line->ts, "slot",
+                                          line->slot, "pid", (json_int_t)line->pid, "stderr",
+                                          line->is_stderr, "text",
+                                          handover_bytes(line->text, line->len)));
+}
+
+json_t *app_save(const struct app *app, struct handover *h)
+{
+    json_t *slots = json_array(), *workers = json_array(), *listeners = json_array();
+    json_t *logs = json_array();
+    json_t *o = json_pack(
+        "{s:s, s:i, s:s, s:o, s:o, s:o, s:f, s:I, s:b, s:o, s:o, s:o, s:o, s:o*}", "name",
+        app->name, "generation", (int)app->generation, "state", app_state_to_string(app->state),
+        "restarts", app_u64_array(app->restarts, WORKER_REASON_COUNT), "reloads",
+        app_u64_array(app->reloads, 2), "reload_hist",
+        app_u64_array(app->reload_hist, APP_RELOAD_BUCKETS + 1), "reload_seconds",
+        app->reload_seconds, "log_dropped", (json_int_t)app->log_dropped, "pinned", app->pinned,
+        "slots", slots, "workers", workers, "listeners", listeners, "logs", logs, "metrics",
+        metrics_app_save(app->metrics));
+    if (!o) {
+        return NULL;
+    }
+    ev_tstamp now = ev_now(app->host->loop);
+    for (unsigned i = 0; i < app->n_slots; i++) {
+        const struct slot *s = app->slots[i];
+        double left = ev_is_active(&s->restart_w)
+                          ? ev_timer_remaining(app->host->loop, (ev_timer *)&s->restart_w)
+                          : -1;
+        json_array_append_new(
+            slots, json_pack("{s:i, s:s, s:I, s:i, s:i, s:b, s:O*, s:I, s:f}", "id", (int)s->id,
+                             "state", slot_state_to_string(s->fsm.state), "delay_ms",
+                             (json_int_t)s->fsm.backoff.delay_ms, "fast_crashes",
+                             (int)s->fsm.backoff.fast_crashes, "restarts", (int)s->restarts,
+                             "crash_looping", s->crash_looping, "last_exit", s->last_exit,
+                             "worker", (json_int_t)(s->worker ? s->worker->pid : 0), "restart_in",
+                             left));
+    }
+    for (const struct worker *w = app->workers; w; w = w->next) {
+        json_t *jw = worker_save(w, h);
+        if (!jw || json_array_append_new(workers, jw) < 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < app->n_listeners; i++) {
+        const struct listener *l = &app->listeners[i];
+        json_array_append_new(listeners,
+                              json_pack("{s:s, s:o, s:b, s:i, s:i}", "addr", l->addr.text, "fd",
+                                        handover_fd(h, l->fd), "created_path", l->created_path,
+                                        "backlog", l->backlog, "somaxconn", l->somaxconn));
+    }
+    logbuf_foreach_last(app->logbuf, -1, app_save_line, logs);
+    (void)now;
+    return o;
+}
+
+static int app_state_parse(const char *s, enum app_state *ret)
+{
+    for (int i = 0; i < APP__COUNT; i++) {
+        if (s && strcmp(app_state_to_string((enum app_state)i), s) == 0) {
+            *ret = (enum app_state)i;
+            return 0;
+        }
+    }
+    return -EPROTO;
+}
+
+static int slot_state_parse(const char *s, enum slot_state *ret)
+{
+    for (int i = 0; i < SLOT__COUNT; i++) {
+        if (s && strcmp(slot_state_to_string((enum slot_state)i), s) == 0) {
+            *ret = (enum slot_state)i;
+            return 0;
+        }
+    }
+    return -EPROTO;
+}
+
+bool app_can_hand_over(const struct app *app, char *why, size_t size)
+{
+    if (app->replacing) {
+        snprintf(why, size, "app %s is busy with a %s; upgrade when it is done", app->name,
+                 app_busy_with(app));
+        return false;
+    }
+    if (app->state != APP_RUNNING && app->state != APP_STOPPED && app->state != APP_ERRORED) {
+        snprintf(why, size, "app %s is %s; upgrade when it is done", app->name,
+                 app_state_to_string(app->state));
+        return false;
+    }
+    for (const struct worker *w = app->workers; w; w = w->next) {
+        if (w->state != WORKER_STARTING && w->state != WORKER_READY) {
+            snprintf(why, size, "app %s has a worker %s (slot %u, pid %d); upgrade when it is "
+                     "gone", app->name, worker_state_to_string(w->state), w->slot, (int)w->pid);
+            return false;
+        }
+        if (w->condemned != WORKER_REASON_NONE) {
+            snprintf(why, size, "app %s has a worker about to be replaced (%s, slot %u); upgrade "
+                     "when that is done", app->name, worker_reason_to_string(w->condemned),
+                     w->slot);
+            return false;
+        }
+    }
+    return true;
+}
+
+int app_resume(struct app *app)
+{
+    const json_t *saved = app_saved(app->name);
+    struct handover *h = handover_incoming();
+    struct ev_loop *loop = app->host->loop;
+    if (!saved) {
+        return app_start(app, NULL); /* new in this config: as at any start */
+    }
+    enum app_state state;
+    int r = app_state_parse(json_string_value(json_object_get(saved, "state")), &state);
+    if (r < 0) {
+        return r;
+    }
+    app->generation = (unsigned)json_integer_value(json_object_get(saved, "generation"));
+    app_u64_restore(app->restarts, WORKER_REASON_COUNT, json_object_get(saved, "restarts"));
+    app_u64_restore(app->reloads, 2, json_object_get(saved, "reloads"));
+    app_u64_restore(app->reload_hist, APP_RELOAD_BUCKETS + 1,
+                    json_object_get(saved, "reload_hist"));
+    app->reload_seconds = json_real_value(json_object_get(saved, "reload_seconds"));
+    app->log_dropped = (uint64_t)json_integer_value(json_object_get(saved, "log_dropped"));
+    app->pinned = json_is_true(json_object_get(saved, "pinned"));
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(saved, "logs"), i, v) {
+        char *text;
+        size_t len;
+        if (handover_bytes_get(json_object_get(v, "text"), &text, &len) == 0) {
+            logbuf_append_at(app->logbuf, json_real_value(json_object_get(v, "ts")),
+                             (int)json_integer_value(json_object_get(v, "slot")),
+                             (pid_t)json_integer_value(json_object_get(v, "pid")),
+                             json_is_true(json_object_get(v, "stderr")), text ? text : "", len);
+            free(text);
+        }
+    }
+    r = metrics_app_restore(app->metrics, json_object_get(saved, "metrics"), ev_now(loop));
+    if (r < 0) {
+        log_record(LOG_WARN, app_origin(app, -1), NULL,
+                   "some handed-over metrics could not be taken back: %s", strerror(-r));
+    }
+    const json_t *slots = json_object_get(saved, "slots");
+    unsigned n = (unsigned)json_array_size(slots);
+    if (n != app->n_slots && (r = app_slots_resize(app, n)) < 0) {
+        return r;
+    }
+    json_array_foreach(json_object_get(saved, "workers"), i, v) {
+        unsigned slot = (unsigned)json_integer_value(json_object_get(v, "slot"));
+        int fds[CONFIG_LISTEN_MAX];
+        const struct config_app *cfg = app->cfg;
+        for (size_t k = 0; k < cfg->n_listen && k < CONFIG_LISTEN_MAX; k++) {
+            const struct listener *l = app_listener_find(app, &cfg->listen[k]);
+            fds[k] = l ? l->fd : -1;
+        }
+        struct worker_spec spec = {
+            .loop = loop, .cfg_owner = app->cfg_owner, .cfg = cfg, .slot = slot,
+            .generation = (unsigned)json_integer_value(json_object_get(v, "generation")),
+            .listen_fds = fds, .null_fd = app->host->null_fd,
+            .notify_path = app->host->notify_path, .state_dir = app->state_dir,
+            .logbuf = app->logbuf, .log_dropped = &app->log_dropped, .metrics = app->metrics,
+        };
+        struct worker *w = NULL;
+        r = worker_adopt(&spec, v, h, &app_worker_ops, app, &w);
+        if (w) {
+            app_link(app, w);
+        }
+        if (r < 0) {
+            return r;
+        }
+    }
+    json_array_foreach(slots, i, v) {
+        struct slot *s = i < app->n_slots ? app->slots[i] : NULL;
+        if (!s || slot_state_parse(json_string_value(json_object_get(v, "state")),
+                                   &s->fsm.state) < 0) {
+            return -EPROTO;
+        }
+        s->fsm.backoff.delay_ms = (uint64_t)json_integer_value(json_object_get(v, "delay_ms"));
+        s->fsm.backoff.fast_crashes =
+            (unsigned)json_integer_value(json_object_get(v, "fast_crashes"));
+        s->restarts = (unsigned)json_integer_value(json_object_get(v, "restarts"));
+        s->crash_looping = json_is_true(json_object_get(v, "crash_looping"));
+        s->last_exit = json_incref(json_object_get(v, "last_exit"));
+        json_int_t pid = json_integer_value(json_object_get(v, "worker"));
+        s->worker = pid > 0 ? app_worker_by_pid(app, (pid_t)pid) : NULL;
+        double left = json_real_value(json_object_get(v, "restart_in"));
+        if (s->fsm.state == SLOT_BACKOFF) {
+            ev_timer_set(&s->restart_w, left > 0.001 ? left : 0.001, 0.);
+            ev_timer_start(loop, &s->restart_w);
+        }
+    }
+    app->state = state; /* where it was: not a transition */
+    if (app_is_up(app)) {
+        double every = (double)app->cfg->memory_check_interval_ms / 1000.0;
+        ev_timer_set(&app->stats_w, every, every);
+        ev_timer_start(loop, &app->stats_w);
+        app_autoscale_follow(app);
+    }
+    return 0;
+}
+
 int app_new(const struct app_host *host, struct config *owner, const struct config_app *cfg,
             struct app **ret, const struct address **ret_failed)
 {
@@ -811,6 +1089,10 @@ int app_new(const struct app_host *host, struct config *owner, const struct conf
         if (!(app->slots[i] = slot_new(app, i))) {
             goto out;
         }
+    }
+    r = app_take_listeners(app, cfg);
+    if (r < 0) {
+        goto out;
     }
     r = app_listeners_add(app, cfg, ret_failed);
     if (r < 0) {

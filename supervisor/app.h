@@ -231,3 +231,16 @@ unsigned app_ready_count(const struct app *app);
 unsigned app_live_count(const struct app *app);
 struct worker *app_worker_by_pid(const struct app *app, pid_t pid);
 
+/*
+ * Upgrade in place (SPEC section 12). app_can_hand_over(): whether the app is in a state the
+ * next image can take as it is (no replacement, no worker leaving or hung; why says what to wait
+ * for). app_save(): the app, its slots, workers, listening sockets (named in h), log ring and
+ * metric store as JSON, NULL when out of memory. In the next image, app_new() takes the app's
+ * listening sockets from the incoming handover before it binds anything, and app_resume()
+ * takes up the rest where the previous image left it, instead of app_start() (which it is for
+ * an app the previous image did not have). Returns 0 or -errno.
+ */
+struct handover;
+bool app_can_hand_over(const struct app *app, char *why, size_t size);
+json_t *app_save(const struct app *app, struct handover *h);
+int app_resume(struct app *app);

@@ -261,3 +261,42 @@ out:
     free(line);
     return r;
 }
+
+int channel_adopt(struct channel *ch, struct ev_loop *loop, int fd, const char *in, size_t in_len,
+                  const char *out, size_t out_len, channel_msg_fn on_msg,
+                  channel_close_fn on_close, void *data)
+{
+    channel_open(ch, loop, fd, on_msg, on_close, data);
+    while (in_len > 0) {
+        size_t room;
+        char *space = wire_lines_space(&ch->in, &room);
+        if (!space) {
+            return -EMSGSIZE;
+        }
+        size_t n = room < in_len ? room : in_len;
+        memcpy(space, in, n);
+        wire_lines_commit(&ch->in, n);
+        in += n;
+        in_len -= n;
+    }
+    if (out_len > 0) {
+        int r = bytebuf_append(&ch->out, out, out_len, CHANNEL_OUT_LIMIT);
+        if (r < 0) {
+            return r;
+        }
+        ev_io_start(loop, &ch->write_w);
+    }
+    /* Lines that were read but not yet taken get their turn from the loop. */
+    ev_timer_set(&ch->resume_w, 0., 0.);
+    ev_timer_start(loop, &ch->resume_w);
+    return 0;
+}
+
+void channel_unread(const struct channel *ch, const char **ret_in, size_t *ret_in_len,
+                    const char **ret_out, size_t *ret_out_len)
+{
+    *ret_in = ch->in.buf ? ch->in.buf + ch->in.start : "";
+    *ret_in_len = ch->in.buf ? ch->in.len - ch->in.start : 0;
+    *ret_out = bytebuf_pending(&ch->out) ? bytebuf_head(&ch->out) : "";
+    *ret_out_len = bytebuf_pending(&ch->out);
+}

@@ -80,3 +80,17 @@ size_t channel_pending(const struct channel *ch);
 /* Queues one message. Returns 0, -ENOTCONN when closed, -ENOBUFS when the worker is not
  * reading and the limit is reached, or -ENOMEM. */
 int channel_send(struct channel *ch, const struct wire_msg *msg);
+
+/*
+ * An upgrade in place (SPEC section 12): what the channel holds and has not handed over yet,
+ * the input read but not taken as lines and the output queued but not written (both borrowed,
+ * valid until the channel is used again) ...
+ */
+void channel_unread(const struct channel *ch, const char **ret_in, size_t *ret_in_len,
+                    const char **ret_out, size_t *ret_out_len);
+/* ... and, in the next image, a channel on fd that picks up there: as channel_open(), the
+ * buffered input handed over from a loop turn. Returns 0 or -EMSGSIZE / -ENOBUFS / -ENOMEM (the
+ * channel is open all the same; the caller closes it). */
+int channel_adopt(struct channel *ch, struct ev_loop *loop, int fd, const char *in, size_t in_len,
+                  const char *out, size_t out_len, channel_msg_fn on_msg,
+                  channel_close_fn on_close, void *data);

@@ -297,6 +297,7 @@ void config_free(struct config *cfg)
         free(k->url);
     }
     free(cfg->path);
+    free(cfg->text);
     free(cfg->control_socket);
     free(cfg->admin_listen);
     free(cfg->log_file);
@@ -1352,20 +1353,89 @@ out:
     return r;
 }
 
-int config_load(const char *path, struct config **ret, struct config_error *reterr)
+/* The whole file, so that what was loaded can be handed to an upgraded image as it was. */
+#define CONFIG_FILE_MAX (64u * 1024u * 1024u)
+
+static int config_read_file(FILE *f, char **ret, size_t *ret_len)
+{
+    size_t len = 0, cap = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= CONFIG_FILE_MAX) {
+                free(buf);
+                return -EFBIG;
+            }
+            cap = cap ? cap * 2 : 8192;
+            char *grown = realloc(buf, cap + 1);
+            if (!grown) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = grown;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            break;
+        }
+    }
+    if (ferror(f)) {
+        free(buf);
+        return -EIO;
+    }
+    buf[len] = '\0';
+    *ret = buf;
+    *ret_len = len;
+    return 0;
+}
+
+/* Loads text as the file at path (the text is kept in the config). */
+static int config_load_text(const char *path, char *text, size_t len, struct config **ret,
+                            struct config_error *reterr)
 {
     struct config_loader l = {.file = path};
+    cfgread_init(&l.rd, NULL, text, len, CONFIG_LINE_MAX, &loader_reader_ops, &l);
+    int r = loader_run(&l, path, ret, reterr);
+    if (r == 0) {
+        (*ret)->text = text;
+        (*ret)->text_len = len;
+    } else {
+        free(text);
+    }
+    return r;
+}
 
+int config_load(const char *path, struct config **ret, struct config_error *reterr)
+{
     FILE *f = fopen(path, "re");
     if (!f) {
         int r = -errno;
         error_set(reterr, path, 0, "", "cannot open: %s", strerror(-r));
         return r;
     }
-    cfgread_init(&l.rd, f, NULL, 0, CONFIG_LINE_MAX, &loader_reader_ops, &l);
-    int r = loader_run(&l, path, ret, reterr);
+    char *text = NULL;
+    size_t len = 0;
+    int r = config_read_file(f, &text, &len);
     fclose(f);
-    return r;
+    if (r < 0) {
+        error_set(reterr, path, 0, "", "cannot read: %s", strerror(-r));
+        return r;
+    }
+    return config_load_text(path, text, len, ret, reterr);
+}
+
+int config_load_saved(const char *path, const char *text, size_t len, struct config **ret,
+                      struct config_error *reterr)
+{
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        error_set(reterr, path, 0, "", "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    return config_load_text(path, copy, len, ret, reterr);
 }
 
 int config_load_string(const char *name, const char *text, size_t len, struct config **ret,

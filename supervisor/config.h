@@ -92,6 +92,8 @@ struct config_hook {
 
 struct config {
     char *path;                 /* NULL for the quick start */
+    char *text;                 /* the file as it was loaded (NULL for the quick start) ... */
+    size_t text_len;            /* ... handed as it is to an upgraded image */
     char *control_socket;       /* resolved, never NULL */
     char *admin_listen;         /* as written; NULL when "off" */
     struct address admin;       /* valid when admin_listen != NULL */
@@ -127,6 +129,12 @@ struct config_error {
  * read the file) and fills *reterr; *ret is untouched.
  */
 int config_load(const char *path, struct config **ret, struct config_error *reterr);
+
+/* As config_load(), of the file at path as it was when text was read from it: an upgraded
+ * image (SPEC section 12) runs on the config its predecessor ran on, whatever the file says
+ * now; path is what a later reload reads. */
+int config_load_saved(const char *path, const char *text, size_t len, struct config **ret,
+                      struct config_error *reterr);
 
 /*
  * As config_load(), from the len bytes at text (no terminating NUL needed); name stands for the

@@ -33,10 +33,13 @@
 #include "events.h"
 #include "intent.h"
 #include "log.h"
+#include "version.h"
 #include "logbuf.h"
 #include "master.h"
 #include "reconfig.h"
 #include "reload.h"
+#include "handover.h"
+#include "upgrade.h"
 #include "status.h"
 #include "wire.h"
 #include "worker.h"
@@ -51,6 +54,7 @@ enum client_wait {
     WAIT_FOLLOW,        /* streaming log lines until the client goes */
     WAIT_SHUTDOWN,      /* `stop` answered: held until drover closes the socket at cleanup */
     WAIT_RELOAD,        /* a reload or restart streams progress until its result */
+    WAIT_UPGRADE,       /* an upgrade: answered by this image or by the next one */
 };
 
 struct client;
@@ -159,7 +163,7 @@ static void control_status(struct client *cl, const struct wire_request *req)
         return;
     }
     client_reply(cl, json_pack("{s:b, s:I, s:s, s:s, s:f, s:o}", "ok", 1, "pid",
-                               (json_int_t)getpid(), "version", DROVER_VERSION, "state",
+                               (json_int_t)getpid(), "version", drover_version, "state",
                                m->state == MASTER_STOPPING ? "stopping" : "running", "uptime_s",
                                control_round(ev_now(m->loop) - m->started_at, 0.001), "apps",
                                apps));
@@ -177,7 +181,7 @@ static void client_unpark(struct client *cl)
 /* A request waiting for its answer (an intent, a reload or restart). */
 static bool client_is_parked(const struct client *cl)
 {
-    return cl->wait == WAIT_INTENT || cl->wait == WAIT_RELOAD;
+    return cl->wait == WAIT_INTENT || cl->wait == WAIT_RELOAD || cl->wait == WAIT_UPGRADE;
 }
 
 /* A client that only listens from now on (logs -f, a finished `stop`): its input is ignored and
@@ -652,6 +656,73 @@ static bool control_is_blank(const char *line, size_t len)
     return true;
 }
 
+/* ---- upgrade in place (SPEC section 12) ---- */
+
+static void control_on_upgrade_answer(void *asker, json_t *reply)
+{
+    struct client *cl = asker;
+    client_reply(cl, json_incref(reply));
+    client_unpark(cl);
+}
+
+static void control_upgrade(struct client *cl, const struct wire_request *req)
+{
+    char *why = NULL;
+    int r = upgrade_request(cl->c->m, req->binary, control_on_upgrade_answer, cl, &why);
+    if (r < 0) {
+        client_fail(cl, "%s", why ? why : strerror(-r));
+    } else {
+        cl->wait = WAIT_UPGRADE;
+    }
+    free(why);
+}
+
+int control_save(struct control *c, struct handover *h)
+{
+    json_t *keep = json_array();
+    json_t *saved = json_pack("{s:o, s:o}", "listen", handover_fd(h, ctlsock_fd(c->sock)),
+                              "clients", keep);
+    for (struct client *cl = c->clients; saved && cl; cl = cl->next) {
+        if (cl->wait == WAIT_UPGRADE) {
+            json_object_set_new(saved, "asker", handover_fd(h, ctlconn_fd(cl->cn)));
+        } else if (cl->wait == WAIT_NONE && ctlconn_can_hand_over(cl->cn)) {
+            /* Between requests, or with one not read yet: the next image reads it. */
+            json_array_append_new(keep, handover_fd(h, ctlconn_fd(cl->cn)));
+        } else if (client_is_parked(cl)) {
+            static const char line[] =
+                "{\"ok\":false,\"error\":\"drover is being upgraded in place; ask again\"}\n";
+            ctlconn_say_now(cl->cn, line, sizeof line - 1);
+        }
+        /* A follower (logs -f, events -f) sees its connection end, and can follow again. */
+    }
+    return saved && json_object_set_new(handover_doc(h), "control", saved) == 0 ? 0 : -ENOMEM;
+}
+
+/* The asker of the upgrade that brought this image up: its answer, sent once the loop runs
+ * (should this image give the state back before, the previous one answers instead). */
+static void control_answer_upgrade(struct control *c, int fd)
+{
+    struct ctlconn *cn = NULL;
+    if (fd < 0 || ctlsock_adopt_conn(c->sock, fd, &cn) < 0) {
+        return;
+    }
+    struct client *cl = ctlconn_client(cn);
+    const json_t *up = handover_get(handover_incoming(), "upgrade");
+    const char *back = handover_given_back();
+    const char *from = json_string_value(json_object_get(up, "from"));
+    double ms = (ev_time() - json_real_value(json_object_get(up, "at"))) * 1000.0;
+    if (back) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "upgrade rolled back: %s", back);
+        client_reply(cl, json_pack("{s:b, s:s, s:s}", "ok", 0, "error", msg, "result",
+                                   "rolled_back"));
+    } else {
+        client_reply(cl, json_pack("{s:b, s:s, s:s, s:s, s:I, s:f}", "ok", 1, "result", "done",
+                                   "from", from ? from : "?", "version", drover_version, "pid",
+                                   (json_int_t)getpid(), "took_ms", ms));
+    }
+}
+
 static void client_handle(struct client *cl, const char *line, size_t len)
 {
     struct wire_request req;
@@ -693,6 +764,9 @@ static void client_handle(struct client *cl, const char *line, size_t len)
         break;
     case WIRE_CMD_METRICS:
         control_metrics(cl, &req);
+        break;
+    case WIRE_CMD_UPGRADE:
+        control_upgrade(cl, &req);
         break;
     case WIRE_CMD_COUNT:
         client_fail(cl, "invalid request");
@@ -763,6 +837,9 @@ static void control_on_close(void *client)
     if (cl->wait == WAIT_RELOAD) {
         control_forget_reports(cl);
     }
+    if (cl->wait == WAIT_UPGRADE) {
+        upgrade_forget(cl);
+    }
     free(cl);
 }
 
@@ -787,7 +864,26 @@ int control_open(struct master *m, struct control **ret)
         free(c);
         return r;
     }
-    r = ctlsock_open(m->loop, m->cfg->control_socket, &control_ops, c, &c->sock);
+    const json_t *saved = handover_get(handover_incoming(), "control");
+    int fd = handover_take(handover_incoming(), json_object_get(saved, "listen"));
+    if (fd >= 0) {
+        r = ctlsock_adopt(m->loop, m->cfg->control_socket, fd, &control_ops, c, &c->sock);
+    } else {
+        r = ctlsock_open(m->loop, m->cfg->control_socket, &control_ops, c, &c->sock);
+    }
+    if (r == 0 && saved) {
+        control_answer_upgrade(c, handover_take(handover_incoming(),
+                                                json_object_get(saved, "asker")));
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(saved, "clients"), i, v) {
+            struct ctlconn *cn = NULL;
+            int cfd = handover_take(handover_incoming(), v);
+            if (cfd >= 0) {
+                (void)ctlsock_adopt_conn(c->sock, cfd, &cn);
+            }
+        }
+    }
     if (r < 0) {
         intents_close(c->intents);
         free(c);

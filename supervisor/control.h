@@ -22,6 +22,11 @@ struct control;
  */
 int control_open(struct master *m, struct control **ret);
 
+/* Upgrade in place (SPEC section 12): the socket and the asker's connection, for the next
+ * image, which answers that asker. Returns 0 or -ENOMEM. */
+struct handover;
+int control_save(struct control *c, struct handover *h);
+
 /* Closes every client and the socket, and removes the socket file. Safe on NULL. */
 void control_close(struct control *c);
 

@@ -10,6 +10,7 @@
 #include "ctlsock.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,13 +343,13 @@ static void ctlsock_refuse(int fd, const char *error)
     close(fd);
 }
 
-static void ctlsock_conn_new(struct ctlsock *s, int fd, const struct ucred *cred)
+static struct ctlconn *ctlsock_conn_new(struct ctlsock *s, int fd, const struct ucred *cred)
 {
     struct ev_loop *loop = s->loop;
     struct ctlconn *cn = calloc(1, sizeof *cn);
     if (!cn) {
         ctlsock_refuse(fd, "out of memory");
-        return;
+        return NULL;
     }
     cn->s = s;
     cn->fd = fd;
@@ -358,7 +359,7 @@ static void ctlsock_conn_new(struct ctlsock *s, int fd, const struct ucred *cred
     if (!cn->client) {
         free(cn);
         ctlsock_refuse(fd, "out of memory");
-        return;
+        return NULL;
     }
     cn->active_at = ev_now(loop);
     wire_lines_init(&cn->in, WIRE_CONTROL_LINE_MAX);
@@ -374,6 +375,7 @@ static void ctlsock_conn_new(struct ctlsock *s, int fd, const struct ucred *cred
     cn->next = s->conns;
     s->conns = cn;
     s->n_conns++;
+    return cn;
 }
 
 static void ctlsock_on_pause(struct ev_loop *loop, ev_timer *t, int revents)
@@ -422,7 +424,7 @@ static void ctlsock_on_accept(struct ev_loop *loop, ev_io *io, int revents)
             ctlsock_refuse(fd, "too many control clients");
             continue;
         }
-        ctlsock_conn_new(s, fd, &cred);
+        (void)ctlsock_conn_new(s, fd, &cred);
     }
 }
 
@@ -611,4 +613,77 @@ void ctlsock_close(struct ctlsock *s)
     ctlsock_shutdown(s);
     free(s->path);
     free(s);
+}
+
+/* ---- upgrade in place (SPEC section 12) ---- */
+
+int ctlsock_fd(const struct ctlsock *s)
+{
+    return s->fd;
+}
+
+int ctlconn_fd(const struct ctlconn *cn)
+{
+    return cn->fd;
+}
+
+int ctlsock_adopt(struct ev_loop *loop, const char *path, int fd, const struct ctlsock_ops *ops,
+                  void *owner, struct ctlsock **ret)
+{
+    struct stat st;
+    struct ctlsock *c = calloc(1, sizeof *c);
+    if (!c || !(c->path = strdup(path))) {
+        free(c);
+        return -ENOMEM;
+    }
+    /* The file is the previous image's, which is this process: it is ours to remove at the end
+     * if it is still the same socket. */
+    if (stat(path, &st) == 0) {
+        c->dev = st.st_dev;
+        c->ino = st.st_ino;
+    }
+    c->loop = loop;
+    c->ops = ops;
+    c->owner = owner;
+    c->fd = fd;
+    c->refused_logged_at = -1e9;
+    ev_io_init(&c->accept_w, ctlsock_on_accept, fd, EV_READ);
+    c->accept_w.data = c;
+    ev_io_start(loop, &c->accept_w);
+    ev_init(&c->pause_w, ctlsock_on_pause);
+    c->pause_w.data = c;
+    *ret = c;
+    return 0;
+}
+
+int ctlsock_adopt_conn(struct ctlsock *s, int fd, struct ctlconn **ret)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 || len != sizeof cred) {
+        close(fd);
+        return -EBADF;
+    }
+    (void)fcntl(fd, F_SETFL, O_NONBLOCK | fcntl(fd, F_GETFL));
+    *ret = ctlsock_conn_new(s, fd, &cred);
+    return *ret ? 0 : -ENOMEM;
+}
+
+void *ctlconn_client(const struct ctlconn *cn)
+{
+    return cn->client;
+}
+
+bool ctlconn_can_hand_over(const struct ctlconn *cn)
+{
+    return !cn->eof && !cn->closing && !cn->broken && ctlconn_pending(cn) == 0 &&
+           (!cn->in.buf || cn->in.len == cn->in.start);
+}
+
+void ctlconn_say_now(struct ctlconn *cn, const char *line, size_t len)
+{
+    if (ctlconn_queue(cn, line, len, CTLCONN_OUT_HARD) == 0) {
+        (void)send(cn->fd, bytebuf_head(&cn->out), ctlconn_pending(cn),
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
 }

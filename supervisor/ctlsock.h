@@ -87,3 +87,21 @@ void ctlconn_resume(struct ctlconn *cn);
 
 uid_t ctlconn_uid(const struct ctlconn *cn);
 pid_t ctlconn_pid(const struct ctlconn *cn);
+
+/*
+ * Upgrade in place (SPEC section 12): the descriptors of the socket and of a connection, for the
+ * next image; there, the socket taken up from its descriptor (path: what it was created at),
+ * and a connection of the previous image taken up from its own, as if just accepted (on_open is
+ * called). Return 0 or -errno.
+ */
+int ctlsock_fd(const struct ctlsock *s);
+int ctlconn_fd(const struct ctlconn *cn);
+void *ctlconn_client(const struct ctlconn *cn);
+int ctlsock_adopt(struct ev_loop *loop, const char *path, int fd, const struct ctlsock_ops *ops,
+                  void *owner, struct ctlsock **ret);
+int ctlsock_adopt_conn(struct ctlsock *s, int fd, struct ctlconn **ret);
+/* Whether a connection can go to the next image as it is: nothing of it read but not taken,
+ * nothing queued for it. Otherwise ctlconn_say_now() gives it a last word, written at once
+ * (as far as the socket takes it) since the exec closes it. */
+bool ctlconn_can_hand_over(const struct ctlconn *cn);
+void ctlconn_say_now(struct ctlconn *cn, const char *line, size_t len);

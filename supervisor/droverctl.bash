@@ -38,14 +38,14 @@ _droverctl_apps()
 _droverctl()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-    local commands="status top reload restart scale stop start logs events metrics"
+    local commands="status top reload restart scale stop start logs events metrics upgrade"
     local options="-s --socket --json -t --timeout -h --help --version"
     local i cmd="" npos=0
     COMPREPLY=()
 
     [[ $prev == "=" && $COMP_CWORD -ge 2 ]] && prev=${COMP_WORDS[COMP_CWORD - 2]}
     case $prev in
-    -s | --socket)
+    -s | --socket | --binary)
         compopt -o filenames 2>/dev/null
         mapfile -t COMPREPLY < <(compgen -f -- "$cur")
         return 0
@@ -57,7 +57,7 @@ _droverctl()
     for ((i = 1; i < COMP_CWORD; i++)); do
         local w=${COMP_WORDS[i]}
         case $w in
-        -s | --socket | -t | --timeout | -n | --lines | --since | --interval | -d)
+        -s | --socket | -t | --timeout | -n | --lines | --since | --interval | -d | --binary)
             [[ ${COMP_WORDS[i + 1]} == "=" ]] && ((i++))
             ((i++))
             continue
@@ -85,6 +85,7 @@ _droverctl()
     logs) cmd_options+=" -n --lines -f --follow" ;;
     events) cmd_options+=" --since -f --follow" ;;
     top) cmd_options="--once --interval" ;;
+    upgrade) cmd_options+=" --binary" ;;
     esac
     if [[ $cur == -* ]]; then
         mapfile -t COMPREPLY < <(compgen -W "$cmd_options" -- "$cur")

@@ -72,6 +72,9 @@ static void ctl_usage(FILE *f)
             "                          lifecycle events (the last 1000, or those after SEQ);\n"
             "                          -f follows\n"
             "  metrics [--json]        the combined metrics page\n"
+            "  upgrade [--binary PATH] execute a new drover program under the same pid, every\n"
+            "                          worker kept (default: the path drover started from);\n"
+            "                          exit 1 when it rolled back\n"
             "  top [--once] [--interval SECONDS]\n"
             "                          a live view of apps, workers and events, refreshed every\n"
             "                          second (q or Ctrl-C quits); --once prints one frame\n"
@@ -183,6 +186,13 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
             fprintf(stderr, "droverctl: out of memory\n");
             return CTL_FAILED;
         }
+        if (!c->req.app) {
+            /* Which drover answered: after an upgrade in place, the version is what changed. */
+            char up[32];
+            ctlview_format_duration(ctlview_number(reply, "uptime_s"), up, sizeof up);
+            printf("drover %s, pid %.0f, up %s\n", ctlview_string(reply, "version", "?"),
+                   ctlview_number(reply, "pid"), up);
+        }
         return CTL_OK;
     case WIRE_CMD_SCALE:
         if (json_is_true(json_object_get(reply, "autoscale"))) {
@@ -234,6 +244,11 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
     case WIRE_CMD_RELOAD:
     case WIRE_CMD_RESTART:
         ctl_print_replace_reply(reply, stdout);
+        return CTL_OK;
+    case WIRE_CMD_UPGRADE:
+        printf("drover (pid %.0f): upgraded %s -> %s in %.1f ms, every worker kept\n",
+               ctlview_number(reply, "pid"), ctlview_string(reply, "from", "?"),
+               ctlview_string(reply, "version", "?"), ctlview_number(reply, "took_ms"));
         return CTL_OK;
     default:
         break;
@@ -317,7 +332,7 @@ static int ctl_run(struct ctl *c)
 {
     bool waits = c->req.cmd == WIRE_CMD_SCALE || c->req.cmd == WIRE_CMD_START ||
                  c->req.cmd == WIRE_CMD_STOP || c->req.cmd == WIRE_CMD_RELOAD ||
-                 c->req.cmd == WIRE_CMD_RESTART;
+                 c->req.cmd == WIRE_CMD_RESTART || c->req.cmd == WIRE_CMD_UPGRADE;
     double timeout = c->timeout >= 0 ? c->timeout : waits ? 0 : CTL_TIMEOUT_DEFAULT;
     double deadline = timeout > 0 ? ctlclient_now() + timeout : -1;
     /* Connecting is quick or impossible, whatever the command. */
@@ -492,6 +507,19 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
             if (!v || ctl_parse_uint(v, &c->req.lines) < 0) {
                 return ctl_usage_error("logs: -n needs a number of lines");
             }
+        } else if (cmd == WIRE_CMD_UPGRADE &&
+                   (strcmp(a, "--binary") == 0 || strncmp(a, "--binary=", 9) == 0)) {
+            const char *v = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !*v) {
+                return ctl_usage_error("upgrade: --binary needs a path");
+            }
+            /* drover runs elsewhere: a relative path is made absolute here. */
+            char *abs = realpath(v, NULL);
+            c->req.binary = abs ? abs : strdup(v);
+            if (!c->req.binary) {
+                fprintf(stderr, "droverctl: out of memory\n");
+                return CTL_FAILED;
+            }
         } else if (cmd == WIRE_CMD_EVENTS &&
                    (strcmp(a, "--since") == 0 || strncmp(a, "--since=", 8) == 0)) {
             const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
@@ -526,6 +554,7 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
         break;
     case WIRE_CMD_METRICS:
     case WIRE_CMD_EVENTS:
+    case WIRE_CMD_UPGRADE:
     case WIRE_CMD_COUNT:
         break;
     }

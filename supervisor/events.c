@@ -3,6 +3,7 @@
  */
 #include "events.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,4 +130,57 @@ void events_clear(void)
         free(E.ring[i].line);
         E.ring[i] = (struct event){0};
     }
+}
+
+json_t *events_save(void)
+{
+    json_t *ring = json_array(), *totals = json_array();
+    json_t *o = json_pack("{s:I, s:o, s:o}", "last", (json_int_t)E.last, "ring", ring, "totals",
+                          totals);
+    if (!o) {
+        return NULL;
+    }
+    for (int t = 0; t < EVENT__COUNT; t++) {
+        json_array_append_new(totals, json_integer((json_int_t)E.totals[t]));
+    }
+    uint64_t first = E.last > EVENTS_RING_MAX ? E.last - EVENTS_RING_MAX + 1 : 1;
+    for (uint64_t s = first; s <= E.last; s++) {
+        const struct event *ev = &E.ring[(s - 1) % EVENTS_RING_MAX];
+        if (ev->line && ev->seq == s) {
+            json_array_append_new(ring, json_pack("{s:I, s:i, s:s%}", "seq", (json_int_t)s,
+                                                  "type", (int)ev->type, "line", ev->line,
+                                                  ev->len));
+        }
+    }
+    return o;
+}
+
+int events_restore(const json_t *saved)
+{
+    if (E.last != 0 || !json_is_object(saved)) {
+        return -EINVAL;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(saved, "totals"), i, v) {
+        if (i < EVENT__COUNT) {
+            E.totals[i] = (uint64_t)json_integer_value(v);
+        }
+    }
+    json_array_foreach(json_object_get(saved, "ring"), i, v) {
+        uint64_t seq = (uint64_t)json_integer_value(json_object_get(v, "seq"));
+        json_int_t type = json_integer_value(json_object_get(v, "type"));
+        json_t *line = json_object_get(v, "line");
+        if (seq == 0 || type < 0 || type >= EVENT__COUNT || !json_is_string(line)) {
+            continue;
+        }
+        struct event *ev = &E.ring[(seq - 1) % EVENTS_RING_MAX];
+        free(ev->line);
+        ev->line = strndup(json_string_value(line), json_string_length(line));
+        ev->len = ev->line ? json_string_length(line) : 0;
+        ev->seq = seq;
+        ev->type = (enum event_type)type;
+    }
+    E.last = (uint64_t)json_integer_value(json_object_get(saved, "last"));
+    return 0;
 }

@@ -64,3 +64,9 @@ uint64_t events_last_seq(void);
 
 /* Frees the ring (at exit; followers must be gone). */
 void events_clear(void);
+
+/* Upgrade in place (SPEC section 12): the ring, the totals and the last seq as JSON (NULL when
+ * out of memory), and the same taken back in the next image before any event is recorded there
+ * (0, or -EINVAL when events were recorded already), so seqs go on where they were. */
+json_t *events_save(void);
+int events_restore(const json_t *saved);

@@ -112,6 +112,12 @@ static void logbuf_compact_followers(struct logbuf *b)
 void logbuf_append(struct logbuf *b, int slot, pid_t pid, bool is_stderr, const char *text,
                    size_t len)
 {
+    logbuf_append_at(b, logbuf_now(), slot, pid, is_stderr, text, len);
+}
+
+void logbuf_append_at(struct logbuf *b, double ts, int slot, pid_t pid, bool is_stderr,
+                      const char *text, size_t len)
+{
     if (len > b->max_bytes) {
         len = b->max_bytes;
     }
@@ -125,7 +131,7 @@ void logbuf_append(struct logbuf *b, int slot, pid_t pid, bool is_stderr, const 
         logbuf_drop_oldest(b);
     }
     struct logbuf_entry *e = &b->ring[(b->head + b->count) % b->max_lines];
-    *e = (struct logbuf_entry){.ts = logbuf_now(), .slot = slot, .pid = pid,
+    *e = (struct logbuf_entry){.ts = ts, .slot = slot, .pid = pid,
                                .is_stderr = is_stderr, .len = len, .text = copy};
     b->count++;
     b->bytes += len;

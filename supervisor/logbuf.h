@@ -30,6 +30,10 @@ void logbuf_free(struct logbuf *b);
 void logbuf_append(struct logbuf *b, int slot, pid_t pid, bool is_stderr, const char *text,
                    size_t len);
 
+/* The same with the line's time given: lines handed over by an upgrade keep theirs. */
+void logbuf_append_at(struct logbuf *b, double ts, int slot, pid_t pid, bool is_stderr,
+                      const char *text, size_t len);
+
 /* Calls fn for the last n lines (all when n < 0), oldest first. */
 void logbuf_foreach_last(const struct logbuf *b, long n, logbuf_follow_fn fn, void *data);
 

@@ -15,12 +15,15 @@
 #include "config.h"
 #include "control.h"
 #include "events.h"
+#include "handover.h"
 #include "hooks.h"
 #include "log.h"
+#include "version.h"
 #include "master.h"
 #include "reconfig.h"
 #include "sdnotify.h"
 #include "quickstart.h"
+#include "upgrade.h"
 
 #define EXIT_USAGE 2
 
@@ -62,6 +65,11 @@ static void main_close_control(void *part)
     control_close(part);
 }
 
+static int main_save_control(void *part, struct handover *h)
+{
+    return control_save(part, h);
+}
+
 static int main_open_admin(struct master *m, void **ret)
 {
     struct admin *a = NULL;
@@ -73,6 +81,11 @@ static int main_open_admin(struct master *m, void **ret)
 static void main_close_admin(void *part)
 {
     admin_close(part);
+}
+
+static int main_save_admin(void *part, struct handover *h)
+{
+    return admin_save(part, h);
 }
 
 /* First of all, before any app exists: NOTIFY_SOCKET and WATCHDOG_* leave the environment. */
@@ -89,6 +102,11 @@ static void main_close_sdnotify(void *part)
     sdnotify_close(part);
 }
 
+static int main_save_sdnotify(void *part, struct handover *h)
+{
+    return sdnotify_save(part, h);
+}
+
 static int main_open_hooks(struct master *m, void **ret)
 {
     struct hooks *h = NULL;
@@ -102,11 +120,31 @@ static void main_close_hooks(void *part)
     hooks_close(part);
 }
 
+static int main_open_upgrade(struct master *m, void **ret)
+{
+    struct upgrade *u = NULL;
+    int r = upgrade_open(m, &u);
+    *ret = u;
+    return r;
+}
+
+static void main_close_upgrade(void *part)
+{
+    upgrade_close(part);
+}
+
+static int main_save_upgrade(void *part, struct handover *h)
+{
+    return upgrade_save(part, h);
+}
+
+/* The upgrade part first of all: it counts, and records how this image came up. */
 static const struct master_part main_parts[] = {
-    {main_open_sdnotify, main_close_sdnotify},
-    {main_open_control, main_close_control},
-    {main_open_admin, main_close_admin},
-    {main_open_hooks, main_close_hooks},
+    {main_open_upgrade, main_close_upgrade, main_save_upgrade},
+    {main_open_sdnotify, main_close_sdnotify, main_save_sdnotify},
+    {main_open_control, main_close_control, main_save_control},
+    {main_open_admin, main_close_admin, main_save_admin},
+    {main_open_hooks, main_close_hooks, NULL},
 };
 
 /* SIGHUP: as `droverctl reload` without an app name, with nobody to report to. */
@@ -117,12 +155,30 @@ static void main_reload_all(struct master *m)
     free(why);
 }
 
+/* SIGUSR2: as `droverctl upgrade`, with nobody to answer. */
+static void main_upgrade(struct master *m)
+{
+    char *why = NULL;
+    (void)upgrade_request(m, NULL, NULL, NULL, &why); /* a refusal is logged there */
+    free(why);
+}
+
 static const struct master_extensions main_extensions = {
     .parts = main_parts,
     .n_parts = sizeof main_parts / sizeof main_parts[0],
     .page = admin_render_metrics,
     .reload_all = main_reload_all,
+    .upgrade = main_upgrade,
 };
+
+/* An image started by an upgrade that cannot take the state hands it back at once. */
+static int main_give_back(const char *why)
+{
+    fprintf(stderr, "drover: upgrade: %s; executing the previous drover again\n", why);
+    int r = handover_give_back(handover_incoming(), why);
+    fprintf(stderr, "drover: upgrade: cannot execute the previous drover: %s\n", strerror(-r));
+    return MASTER_EXIT_STARTUP;
+}
 
 int main(int argc, char **argv)
 {
@@ -132,12 +188,14 @@ int main(int argc, char **argv)
         {"admin", required_argument, NULL, 'a'},   {"socket", required_argument, NULL, 's'},
         {"ready", required_argument, NULL, 'r'},   {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
+        {"handover-probe", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *listen = NULL, *admin = NULL, *socket = NULL;
     const char *instances = NULL, *ready = NULL;
     bool test = false;
     int opt;
+    (void)handover_init(argv); /* before anything: a handle on this binary, for a rollback */
     /* '+': stop at the first non-option, so the worker's own flags after "--" are not ours. */
     while ((opt = getopt_long(argc, argv, "+c:ti:l:a:s:r:h", options, NULL)) != -1) {
         switch (opt) {
@@ -163,11 +221,18 @@ int main(int argc, char **argv)
             ready = optarg;
             break;
         case 'V':
-            printf("drover %s\n", DROVER_VERSION);
+            printf("drover %s\n", drover_version);
             return 0;
         case 'h':
             usage(stdout);
             return 0;
+        case 'P':
+            /* A running drover asks whether this program can take over from it (SPEC section
+             * 12): the state format it reads, then the config check of -t. */
+            printf("drover-handover %u %s\n", drover_handover_version, drover_version);
+            fflush(stdout);
+            test = true;
+            break;
         default:
             usage(stderr);
             return EXIT_USAGE;
@@ -210,6 +275,32 @@ int main(int argc, char **argv)
             config_path = "drover.ini";
         }
         r = config_load(config_path, &cfg, &err);
+    }
+
+    /* Started by an upgrade: the state first, and the config the previous image ran on (the
+     * file may say something else by now: that is for a reload). */
+    struct handover *h = NULL;
+    char why[512];
+    int got = test ? 0 : handover_receive(&h, why, sizeof why);
+    if (got < 0) {
+        config_free(cfg);
+        return main_give_back(why);
+    }
+    const json_t *saved_cfg = handover_get(h, "config");
+    if (got > 0 && saved_cfg) {
+        config_free(cfg);
+        cfg = NULL;
+        json_t *text = json_object_get(saved_cfg, "text");
+        r = config_load_saved(json_string_value(json_object_get(saved_cfg, "path")),
+                              json_string_value(text), json_string_length(text), &cfg, &err);
+    }
+    if (got > 0 && r < 0) {
+        config_error_format(&err, msg, sizeof msg);
+        return main_give_back(msg);
+    }
+    if (got > 0 && events_restore(handover_get(h, "events")) < 0) {
+        config_free(cfg);
+        return main_give_back("the event ring cannot be taken over");
     }
     if (r < 0) {
         config_error_format(&err, msg, sizeof msg);

@@ -24,7 +24,10 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "events.h"
+#include "handover.h"
 #include "log.h"
+#include "version.h"
 #include "notify.h"
 #include "orphans.h"
 #include "reload.h"
@@ -37,7 +40,8 @@ enum { MASTER_TELL_RELOAD_BEGIN = 100, MASTER_TELL_RELOAD_DONE };
 /* After SIGKILL, how long to wait for the kernel to deliver the last exits before giving up. */
 #define MASTER_KILL_GRACE 5.0
 
-static const int master_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGTTIN, SIGTTOU};
+static const int master_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN,
+                                     SIGTTOU};
 
 struct app *master_app_find(struct master *m, const char *name)
 {
@@ -365,6 +369,11 @@ static void master_on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         }
         break;
     }
+    case SIGUSR2:
+        if (m->ext->upgrade) {
+            m->ext->upgrade(m); /* a refusal is logged there, once */
+        }
+        break;
     case SIGTTIN:
         if (m->state == MASTER_RUNNING) {
             master_scale_all(m, +1);
@@ -559,12 +568,26 @@ static int master_setup(struct master *m)
      * another user can still send to it. */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (asprintf(&m->notify_path, "@drover/%d/%lx/notify", (int)getpid(),
-                 (unsigned long)ts.tv_nsec) == -1) {
+    const json_t *saved = handover_get(handover_incoming(), "master");
+    const char *saved_path = json_string_value(json_object_get(saved, "notify_path"));
+    if (saved_path) {
+        /* The workers have this path in their environment: it must stay what it was. */
+        m->notify_path = strdup(saved_path);
+        m->notify_fd = handover_take(handover_incoming(), json_object_get(saved, "notify_fd"));
+        m->started_at = json_real_value(json_object_get(saved, "started_at"));
+        m->ready_logged = json_is_true(json_object_get(saved, "ready_logged"));
+        worker_ids_continue((uint64_t)json_integer_value(json_object_get(saved, "next_worker")));
+        if (!m->notify_path) {
+            return -ENOMEM;
+        }
+    } else if (asprintf(&m->notify_path, "@drover/%d/%lx/notify", (int)getpid(),
+                        (unsigned long)ts.tv_nsec) == -1) {
         m->notify_path = NULL;
         return -ENOMEM;
     }
-    m->notify_fd = notify_open(m->notify_path);
+    if (!saved_path) {
+        m->notify_fd = notify_open(m->notify_path);
+    }
     if (m->notify_fd < 0) {
         r = m->notify_fd;
         log_error("bind('%s') failed: %s", m->notify_path, strerror(-r));
@@ -684,6 +707,92 @@ static void master_teardown(struct master *m)
     config_unref(m->cfg);
 }
 
+/* ---- upgrade in place (SPEC section 12) ---- */
+
+bool master_can_hand_over(const struct master *m, char *why, size_t size)
+{
+    if (m->state != MASTER_RUNNING || m->stop_asked) {
+        snprintf(why, size, "drover is shutting down");
+        return false;
+    }
+    if (m->reloads) {
+        snprintf(why, size, "a reload is in progress; upgrade when it is done");
+        return false;
+    }
+    if (m->shutdowns.runs) {
+        snprintf(why, size, "workers are leaving through their phases; upgrade when they are gone");
+        return false;
+    }
+    for (size_t i = 0; i < m->n_apps; i++) {
+        if (!app_can_hand_over(m->apps[i], why, size)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int master_save(struct master *m, struct handover *h)
+{
+    json_t *doc = handover_doc(h);
+    json_t *apps = json_array();
+    json_t *saved = json_pack("{s:s, s:o, s:f, s:b, s:I}", "notify_path", m->notify_path,
+                              "notify_fd", handover_fd(h, m->notify_fd), "started_at",
+                              m->started_at, "ready_logged", m->ready_logged, "next_worker",
+                              (json_int_t)worker_ids_next());
+    if (!apps || !saved || json_object_set_new(doc, "master", saved) < 0 ||
+        json_object_set_new(doc, "apps", apps) < 0 ||
+        json_object_set_new(doc, "events", events_save()) < 0) {
+        json_decref(apps);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < m->n_apps; i++) {
+        if (json_array_append_new(apps, app_save(m->apps[i], h)) < 0) {
+            return -ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < m->ext->n_parts; i++) {
+        if (m->ext->parts[i].save && m->parts[i]) {
+            int r = m->ext->parts[i].save(m->parts[i], h);
+            if (r < 0) {
+                return r;
+            }
+        }
+    }
+    return 0;
+}
+
+/* This image cannot take what it was handed: the previous one runs again with it. */
+static void master_give_back(struct master *m, const char *why)
+{
+    struct handover *h = handover_incoming();
+    if (!h) {
+        return;
+    }
+    log_error("upgrade: %s; executing the previous drover again", why);
+    int r = handover_give_back(h, why);
+    log_error("upgrade: cannot execute the previous drover again: %s; the workers are left "
+              "to themselves", strerror(-r));
+}
+
+/* Every app where the previous image left it; then a look for children that exited while no
+ * image was watching (their SIGCHLD may have been lost across the exec). */
+static int master_resume(struct master *m)
+{
+    for (size_t i = 0; i < m->n_apps; i++) {
+        int r = app_resume(m->apps[i]);
+        if (r < 0) {
+            char why[160];
+            snprintf(why, sizeof why, "app %s could not be taken over: %s", m->apps[i]->name,
+                     strerror(-r));
+            master_give_back(m, why);
+            return r;
+        }
+    }
+    handover_finish(handover_incoming());
+    ev_feed_signal_event(m->loop, SIGCHLD);
+    return 0;
+}
+
 int master_run(struct config *cfg, const struct master_extensions *ext)
 {
     struct master master = {.cfg = cfg, .ext = ext, .notify_fd = -1, .null_fd = -1};
@@ -696,20 +805,28 @@ int master_run(struct config *cfg, const struct master_extensions *ext)
         config_free(cfg);
         return MASTER_EXIT_STARTUP;
     }
-    m->started_at = ev_now(m->loop);
+    m->started_at = ev_now(m->loop); /* or the first image's, when one hands over */
     log_attach(m->loop);
     sweep_init(&m->sweep, m->loop);
     m->shutdowns = (struct shutdown_set){m->loop, NULL};
     m->state = MASTER_STARTING;
     if (master_setup(m) < 0) {
+        master_give_back(m, "the new image could not set up what it was handed");
         goto out;
     }
-    log_info("drover %s started (pid %d, %zu app%s)", DROVER_VERSION, (int)getpid(), m->n_apps,
-             m->n_apps == 1 ? "" : "s");
+    log_info("drover %s %s (pid %d, %zu app%s)", drover_version,
+             handover_incoming() ? (handover_given_back() ? "is back" : "took over") : "started",
+             (int)getpid(), m->n_apps, m->n_apps == 1 ? "" : "s");
     m->state = MASTER_RUNNING;
     m->running = true;
-    for (size_t i = 0; i < m->n_apps; i++) {
-        (void)app_start(m->apps[i], NULL); /* bound by app_new: nothing can fail */
+    if (handover_incoming()) {
+        if (master_resume(m) < 0) {
+            goto out;
+        }
+    } else {
+        for (size_t i = 0; i < m->n_apps; i++) {
+            (void)app_start(m->apps[i], NULL); /* bound by app_new: nothing can fail */
+        }
     }
     ev_run(m->loop, 0);
     orphans_kill();

@@ -24,6 +24,7 @@
 
 struct address;
 struct app;
+struct handover;
 struct config_app;
 struct master;
 struct reconfig;
@@ -49,13 +50,17 @@ struct master_observer {
 struct master_part {
     int (*open)(struct master *m, void **ret);
     void (*close)(void *part);
+    /* An upgrade in place (SPEC section 12): what the part hands to the next image, as a
+     * member of h's document under its own name (may be NULL). Returns 0 or -errno. In the next
+     * image, open finds it in handover_incoming(). */
+    int (*save)(void *part, struct handover *h);
 };
 
 /* Renders the combined metrics page in format ("text" or "json"). Returns 0 or -errno. */
 typedef int (*master_page_fn)(struct master *m, const char *format, char **ret_body,
                               size_t *ret_len);
 
-#define MASTER_PARTS_MAX 4
+#define MASTER_PARTS_MAX 5
 
 /* What main.c adds to the master from the layers above it. */
 struct master_extensions {
@@ -63,6 +68,7 @@ struct master_extensions {
     size_t n_parts;
     master_page_fn page;
     void (*reload_all)(struct master *m);  /* SIGHUP: a reload of every app */
+    void (*upgrade)(struct master *m);     /* SIGUSR2: an upgrade in place */
 };
 
 enum master_state { MASTER_STARTING, MASTER_RUNNING, MASTER_STOPPING };
@@ -88,7 +94,7 @@ struct master {
     struct shutdown_set shutdowns;  /* every phase run in progress */
     struct app_host host;       /* what every app gets of the master */
     ev_tstamp started_at;
-    ev_signal signal_w[9];
+    ev_signal signal_w[10];
     char *notify_path;          /* what workers get as NOTIFY_SOCKET */
     ev_io notify_w;
     struct sweep sweep;         /* frees and results, after the running callbacks */
@@ -138,3 +144,13 @@ struct worker *master_worker_by_pid(struct master *m, pid_t pid);
 
 /* Every app has at least one ready worker and no shutdown began. */
 bool master_is_ready(const struct master *m);
+
+/*
+ * Upgrade in place (SPEC section 12). master_can_hand_over(): whether the supervisor is in a
+ * state the next image can take as it is: running, no reload or phase run in progress, every
+ * app quiet (why names what to wait for). master_save(): the supervisor, its apps and its
+ * parts into h. In the next image master_run() takes it all up from handover_incoming()
+ * instead of starting afresh, and gives it back (the previous image runs again) if it cannot.
+ */
+bool master_can_hand_over(const struct master *m, char *why, size_t size);
+int master_save(struct master *m, struct handover *h);

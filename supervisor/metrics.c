@@ -568,3 +568,155 @@ void metrics_app_retire(struct metrics_app *ma, uint64_t key)
     ma->stored -= sn->cost;
     snap_free(sn);
 }
+
+/* ---- upgrade in place (SPEC section 12): the store as channel snapshots, and back ---- */
+
+static const char *const metrics_agg_names[SNAPSHOT_AGG__COUNT] = {"sum", "max", "min", "avg",
+                                                                   "worker"};
+
+static json_t *family_json(const struct mdef *d)
+{
+    json_t *f = json_pack("{s:s, s:s, s:s, s:[]}", "name", d->name, "type",
+                          prom_type_to_string(d->type), "help", d->help ? d->help : "",
+                          "samples");
+    if (f && d->type == PROM_GAUGE) {
+        json_object_set_new(f, "agg", json_string(metrics_agg_names[d->agg]));
+    }
+    if (f && d->type == PROM_HISTOGRAM) {
+        json_t *b = json_array();
+        for (size_t i = 0; b && i < d->n_buckets; i++) {
+            json_array_append_new(b, json_real(d->buckets[i]));
+        }
+        json_object_set_new(f, "buckets", b);
+    }
+    return f;
+}
+
+static json_t *sample_json(const struct mdef *d, const struct mseries *s, double value,
+                           const double *counts, double sum, double count)
+{
+    json_t *labels = json_object();
+    for (size_t i = 0; labels && i < s->n_labels; i++) {
+        json_object_set_new(labels, s->labels[i].name, json_string(s->labels[i].value));
+    }
+    json_t *o = json_pack("{s:o}", "labels", labels);
+    if (!o) {
+        return NULL;
+    }
+    if (d->type == PROM_HISTOGRAM) {
+        json_t *c = json_array();
+        for (size_t b = 0; c && b <= d->n_buckets; b++) {
+            json_array_append_new(c, json_real(counts[b]));
+        }
+        json_object_set_new(o, "counts", c);
+        json_object_set_new(o, "sum", json_real(sum));
+        json_object_set_new(o, "count", json_real(count));
+    } else {
+        json_object_set_new(o, "value", json_real(value));
+    }
+    return o;
+}
+
+json_t *metrics_app_save(const struct metrics_app *ma)
+{
+    json_t *live = json_array(), *retired = json_array();
+    json_t *out = json_pack("{s:o, s:o, s:I, s:[I,I,I]}", "live", live, "retired", retired,
+                            "accepted", (json_int_t)ma->accepted, "refused",
+                            (json_int_t)ma->refused[0], (json_int_t)ma->refused[1],
+                            (json_int_t)ma->refused[2]);
+    if (!out) {
+        return NULL;
+    }
+    for (const struct msnap *sn = ma->snaps; sn; sn = sn->next) {
+        json_t *families = json_array();
+        for (size_t i = 0; families && i < sn->snap.n_families; i++) {
+            const struct snapshot_family *f = &sn->snap.families[i];
+            const struct mdef *d = sn->defs[i];
+            json_t *jf = family_json(d);
+            json_t *samples = json_object_get(jf, "samples");
+            struct mseries **all = snap_series(sn, f);
+            for (size_t j = 0; samples && j < f->n_samples; j++) {
+                const struct snapshot_sample *s = &f->samples[j];
+                json_array_append_new(samples,
+                                      sample_json(d, all[j], s->value, s->counts, s->sum, s->count));
+            }
+            json_array_append_new(families, jf);
+        }
+        json_array_append_new(live, json_pack("{s:I, s:i, s:f, s:o}", "key", (json_int_t)sn->key,
+                                              "slot", sn->slot, "at", sn->at, "families",
+                                              families));
+    }
+    for (const struct mdef *d = ma->def_first; d; d = d->next) {
+        json_t *jf = NULL;
+        for (const struct mseries *s = d->series; s; s = s->next) {
+            if (!s->retired) {
+                continue;
+            }
+            if (!jf && !(jf = family_json(d))) {
+                break;
+            }
+            json_array_append_new(json_object_get(jf, "samples"),
+                                  sample_json(d, s, s->r_value, s->r_counts, s->r_sum, s->r_count));
+        }
+        if (jf) {
+            json_array_append_new(retired, jf);
+        }
+    }
+    return out;
+}
+
+/* Retired totals come back as snapshots of made-up workers that retire at once, in pieces
+ * within the per-worker bounds. Their keys are far from any real worker's. */
+static int metrics_restore_retired(struct metrics_app *ma, const json_t *families, double now)
+{
+    uint64_t key = UINT64_MAX;
+    size_t i = 0, n = json_array_size(families);
+    int r = 0;
+    while (r == 0 && i < n) {
+        json_t *piece = json_array();
+        size_t samples = 0;
+        while (piece && i < n && json_array_size(piece) < METRICS_MAX_FAMILIES / 2) {
+            json_t *f = json_array_get(families, i);
+            size_t k = json_array_size(json_object_get(f, "samples"));
+            size_t cost = k * (1 + json_array_size(json_object_get(f, "buckets")) + 3);
+            if (json_array_size(piece) > 0 && samples + cost > METRICS_MAX_SERIES / 2) {
+                break;
+            }
+            samples += cost;
+            json_array_append(piece, f);
+            i++;
+        }
+        if (!piece) {
+            return -ENOMEM;
+        }
+        const char *why = NULL;
+        r = metrics_app_update(ma, key, -1, piece, now, &why);
+        json_decref(piece);
+        if (r == 0) {
+            metrics_app_retire(ma, key);
+        }
+        key--;
+    }
+    return r;
+}
+
+int metrics_app_restore(struct metrics_app *ma, const json_t *saved, double now)
+{
+    int r = metrics_restore_retired(ma, json_object_get(saved, "retired"), now);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(saved, "live"), i, v) {
+        const char *why = NULL;
+        json_t *families = json_object_get(v, "families");
+        int k = metrics_app_update(ma, (uint64_t)json_integer_value(json_object_get(v, "key")),
+                                   (int)json_integer_value(json_object_get(v, "slot")), families,
+                                   json_real_value(json_object_get(v, "at")), &why);
+        r = r < 0 ? r : k;
+    }
+    ma->accepted = (uint64_t)json_integer_value(json_object_get(saved, "accepted"));
+    for (size_t j = 0; j < METRICS_REFUSED_COUNT; j++) {
+        ma->refused[j] = (uint64_t)json_integer_value(
+            json_array_get(json_object_get(saved, "refused"), j));
+    }
+    return r;
+}

@@ -90,3 +90,12 @@ void metrics_app_stats(const struct metrics_app *ma, struct metrics_stats *ret);
 
 /* "malformed", "worker_limit", "app_limit"; NULL out of range. */
 const char *metrics_refusal_to_string(enum metrics_refusal reason);
+
+/*
+ * Upgrade in place (SPEC section 12): the store as JSON (each live worker's snapshot as it would
+ * send it, keyed as before, and the retired totals as families), and the store filled again
+ * from that in the next image, so that no counter on the page moves. Returns NULL when out of
+ * memory / 0 or the first error (what could be taken is taken).
+ */
+json_t *metrics_app_save(const struct metrics_app *ma);
+int metrics_app_restore(struct metrics_app *ma, const json_t *saved, double now);

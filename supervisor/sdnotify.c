@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "handover.h"
 #include "log.h"
 #include "master.h"
 #include "notify.h"
@@ -23,6 +24,8 @@ struct sdnotify {
     bool ready_sent;
     char *status_line;      /* the last STATUS= sent, to send only changes */
     ev_timer watchdog_w;
+    double watchdog_s;
+    ev_timer upgraded_w;    /* READY=1 after an upgrade, once this image's loop runs */
 };
 
 static struct sdnotify *sdnotify_of(struct master_observer *o)
@@ -101,14 +104,42 @@ static void sdnotify_on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
     sdnotify_tell(t->data, "WATCHDOG=1");
 }
 
+/* The reload pair of systemd's Type=notify-reload, for an upgrade: RELOADING=1 now, READY=1
+ * from the image that comes up. */
+int sdnotify_save(struct sdnotify *n, struct handover *h)
+{
+    if (!n) {
+        return 0;
+    }
+    json_t *saved = json_pack("{s:s, s:f, s:b}", "socket", n->socket, "watchdog_s",
+                              n->watchdog_s, "ready_sent", n->ready_sent);
+    if (!saved || json_object_set_new(handover_doc(h), "sdnotify", saved) < 0) {
+        return -ENOMEM;
+    }
+    sdnotify_on_reload(&n->observer, false);
+    return 0;
+}
+
+static void sdnotify_on_upgraded(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct sdnotify *n = t->data;
+    sdnotify_tell(n, "READY=1");
+    sdnotify_update_status(n);
+}
+
 int sdnotify_open(struct master *m, struct sdnotify **ret)
 {
     *ret = NULL;
-    const char *sock = getenv("NOTIFY_SOCKET");
+    const json_t *saved = handover_get(handover_incoming(), "sdnotify");
+    const char *sock = saved ? json_string_value(json_object_get(saved, "socket"))
+                             : getenv("NOTIFY_SOCKET");
     const char *usec = getenv("WATCHDOG_USEC");
     const char *wpid = getenv("WATCHDOG_PID");
     bool for_us = !wpid || strtol(wpid, NULL, 10) == (long)getpid();
     double secs = usec && for_us ? (double)strtoull(usec, NULL, 10) / 1e6 : 0;
+    if (saved) {
+        secs = json_real_value(json_object_get(saved, "watchdog_s"));
+    }
     int r = 0;
     if (sock && *sock) {
         struct sdnotify *n = calloc(1, sizeof *n);
@@ -123,8 +154,18 @@ int sdnotify_open(struct master *m, struct sdnotify **ret)
             master_observe(m, &n->observer);
             ev_timer_init(&n->watchdog_w, sdnotify_on_watchdog, secs / 2, secs / 2);
             n->watchdog_w.data = n;
+            n->watchdog_s = secs;
             if (secs > 0) {
                 ev_timer_start(m->loop, &n->watchdog_w);
+            }
+            ev_timer_init(&n->upgraded_w, sdnotify_on_upgraded, 0., 0.);
+            n->upgraded_w.data = n;
+            if (saved) {
+                /* systemd saw READY long ago: only the upgrade's own READY=1 follows. */
+                n->ready_sent = json_is_true(json_object_get(saved, "ready_sent"));
+                if (n->ready_sent) {
+                    ev_timer_start(m->loop, &n->upgraded_w);
+                }
             }
             *ret = n;
         }
@@ -144,6 +185,7 @@ void sdnotify_close(struct sdnotify *n)
         return;
     }
     ev_timer_stop(n->m->loop, &n->watchdog_w);
+    ev_timer_stop(n->m->loop, &n->upgraded_w);
     master_unobserve(n->m, &n->observer);
     free(n->status_line);
     free(n->socket);

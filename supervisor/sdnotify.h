@@ -19,3 +19,8 @@ int sdnotify_open(struct master *m, struct sdnotify **ret);
 
 /* Stops observing and frees. Safe on NULL. */
 void sdnotify_close(struct sdnotify *n);
+
+/* Upgrade in place (SPEC section 12): systemd's socket and watchdog for the next image (the
+ * environment no longer has them), and RELOADING=1; the next image sends READY=1. */
+struct handover;
+int sdnotify_save(struct sdnotify *n, struct handover *h);

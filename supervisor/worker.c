@@ -23,12 +23,16 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "handover.h"
 #include "log.h"
 #include "logbuf.h"
 #include "metrics.h"
 #include "spawn.h"
 
 extern char **environ;
+
+/* Worker ids key metrics snapshots: unique for the master's life, across upgrades too. */
+static uint64_t worker_next_id = 1;
 
 /* How long merged get_metrics requests may wait on a worker that does not read its channel
  * before that is logged. */
@@ -942,8 +946,7 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
     if (!w) {
         goto out;
     }
-    static uint64_t next_id = 1;
-    w->id = next_id++;
+    w->id = worker_next_id++;
     w->ops = ops;
     w->owner = owner;
     w->loop = loop;
@@ -1109,4 +1112,197 @@ void worker_free(struct worker *w)
     json_decref(w->last_exit);
     config_unref(w->cfg_owner);
     free(w);
+}
+
+/* ---- upgrade in place (SPEC section 12) ---- */
+
+uint64_t worker_ids_next(void)
+{
+    return worker_next_id;
+}
+
+void worker_ids_continue(uint64_t next)
+{
+    if (next > worker_next_id) {
+        worker_next_id = next;
+    }
+}
+
+static const char *const worker_saved_fields[] = {"channel", "out", "err", "errpipe"};
+
+json_t *worker_save(const struct worker *w, struct handover *h)
+{
+    const char *in, *out;
+    size_t in_len, out_len;
+    channel_unread(&w->ch, &in, &in_len, &out, &out_len);
+    json_t *o = json_pack(
+        "{s:I, s:I, s:i, s:i, s:s, s:f, s:f, s:f, s:I, s:b, s:b, s:I, s:o*, s:o, s:o, s:o, s:o}",
+        "pid", (json_int_t)w->pid, "id", (json_int_t)w->id, "slot", (int)w->slot, "generation",
+        (int)w->generation, "state", worker_state_to_string(w->state), "started_at",
+        w->started_at, "ready_at", w->ready_at, "alive_at", w->alive_at, "signals_sent",
+        (json_int_t)w->signals_sent, "channel_used", w->channel_used, "spoke", w->spoke,
+        "cpu_prev_ns", (json_int_t)w->cpu_prev_ns, "status_text",
+        w->status_text ? json_string(w->status_text) : NULL, "ch_in",
+        handover_bytes(in, in_len), "ch_out", handover_bytes(out, out_len), "out_line",
+        handover_bytes(w->out[0].line ? w->out[0].line : "", w->out[0].len), "err_line",
+        handover_bytes(w->out[1].line ? w->out[1].line : "", w->out[1].len));
+    if (!o) {
+        return NULL;
+    }
+    int fds[4] = {w->ch.fd, w->out[0].fd, w->out[1].fd, w->errpipe_fd};
+    for (size_t i = 0; i < 4; i++) {
+        if (fds[i] >= 0 && json_object_set_new(o, worker_saved_fields[i], handover_fd(h, fds[i])) < 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+static enum worker_state worker_state_parse(const char *s)
+{
+    for (int i = 0; i < WORKER__COUNT; i++) {
+        if (s && strcmp(worker_state_to_string((enum worker_state)i), s) == 0) {
+            return (enum worker_state)i;
+        }
+    }
+    return WORKER__COUNT;
+}
+
+static int worker_adopt_output(struct worker *w, int stream, int fd, const json_t *line)
+{
+    struct worker_output *o = &w->out[stream];
+    o->fd = fd;
+    if (fd < 0) {
+        return 0;
+    }
+    ev_io_init(&o->io_w, worker_on_output, fd, EV_READ);
+    o->io_w.data = w;
+    ev_io_start(w->loop, &o->io_w);
+    char *bytes;
+    size_t n;
+    int r = handover_bytes_get(line, &bytes, &n);
+    if (r < 0 || n == 0) {
+        free(bytes);
+        return r;
+    }
+    if (n > WORKER_LINE_MAX) {
+        free(bytes);
+        return -EPROTO;
+    }
+    o->line = realloc(bytes, WORKER_LINE_MAX);
+    if (!o->line) {
+        free(bytes);
+        return -ENOMEM;
+    }
+    o->len = n;
+    o->cap = WORKER_LINE_MAX;
+    return 0;
+}
+
+int worker_adopt(const struct worker_spec *spec, const json_t *saved, struct handover *h,
+                 const struct worker_ops *ops, void *owner, struct worker **ret)
+{
+    struct ev_loop *loop = spec->loop;
+    json_int_t pid = json_integer_value(json_object_get(saved, "pid"));
+    enum worker_state state =
+        worker_state_parse(json_string_value(json_object_get(saved, "state")));
+    if (pid <= 0 || (state != WORKER_STARTING && state != WORKER_READY)) {
+        return -EPROTO;
+    }
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        return -ENOMEM;
+    }
+    w->ops = ops;
+    w->owner = owner;
+    w->loop = loop;
+    w->logbuf = spec->logbuf;
+    w->metrics = spec->metrics;
+    w->log_dropped = spec->log_dropped;
+    w->cfg_owner = config_ref(spec->cfg_owner);
+    w->cfg = spec->cfg;
+    w->slot = spec->slot;
+    w->generation = spec->generation;
+    w->id = (uint64_t)json_integer_value(json_object_get(saved, "id"));
+    worker_ids_continue(w->id + 1);
+    w->pid = w->last_pid = (pid_t)pid;
+    w->state = state;
+    w->condemned = WORKER_REASON_NONE;
+    w->started_at = json_real_value(json_object_get(saved, "started_at"));
+    w->ready_at = json_real_value(json_object_get(saved, "ready_at"));
+    w->alive_at = json_real_value(json_object_get(saved, "alive_at"));
+    w->signals_sent = (unsigned)json_integer_value(json_object_get(saved, "signals_sent"));
+    w->channel_used = json_is_true(json_object_get(saved, "channel_used"));
+    w->spoke = json_is_true(json_object_get(saved, "spoke"));
+    w->cpu_prev_ns = (uint64_t)json_integer_value(json_object_get(saved, "cpu_prev_ns"));
+    const char *status = json_string_value(json_object_get(saved, "status_text"));
+    w->status_text = status ? strdup(status) : NULL;
+    w->errpipe_fd = -1;
+    w->stat_fd = -1;
+    w->ch.fd = -1;
+    w->out[0].fd = w->out[1].fd = -1;
+
+    int fds[4];
+    for (size_t i = 0; i < 4; i++) {
+        fds[i] = handover_take(h, json_object_get(saved, worker_saved_fields[i]));
+    }
+    int r = 0;
+    ev_child_init(&w->child_w, worker_on_exit, w->pid, 0);
+    w->child_w.data = w;
+    ev_child_start(loop, &w->child_w);
+    ev_init(&w->timer_w, worker_on_timer);
+    w->timer_w.data = w;
+    ev_init(&w->watchdog_w, worker_on_watchdog);
+    w->watchdog_w.data = w;
+    if (fds[3] >= 0) {
+        w->errpipe_fd = fds[3];
+        ev_io_init(&w->errpipe_w, worker_on_errpipe, w->errpipe_fd, EV_READ);
+        w->errpipe_w.data = w;
+        ev_io_start(loop, &w->errpipe_w);
+    }
+    if (r == 0) {
+        r = worker_adopt_output(w, 0, fds[1], json_object_get(saved, "out_line"));
+    }
+    if (r == 0) {
+        r = worker_adopt_output(w, 1, fds[2], json_object_get(saved, "err_line"));
+    }
+    if (fds[0] >= 0) {
+        char *in = NULL, *out = NULL;
+        size_t in_len = 0, out_len = 0;
+        if (r == 0) {
+            r = handover_bytes_get(json_object_get(saved, "ch_in"), &in, &in_len);
+        }
+        if (r == 0) {
+            r = handover_bytes_get(json_object_get(saved, "ch_out"), &out, &out_len);
+        }
+        int cr = channel_adopt(&w->ch, loop, fds[0], in ? in : "", in_len, out ? out : "",
+                               out_len, worker_on_channel_msg, worker_on_channel_close, w);
+        w->ch.on_drained = worker_on_channel_drained;
+        w->ch.on_repeat = worker_on_channel_repeat;
+        r = r < 0 ? r : cr;
+        free(in);
+        free(out);
+    }
+    int sfd = procstat_open(w->pid);
+    w->stat_fd = sfd >= 0 ? sfd : -1;
+
+    ev_tstamp now = ev_now(loop);
+    if (state == WORKER_STARTING) {
+        /* The ready timer goes on from where it was: the same deadline as before the exec. */
+        struct worker_facts facts = worker_facts_of(w);
+        double wait = worker_state_first_wait(&facts);
+        if (wait >= 0) {
+            double left = wait - (now - w->started_at);
+            ev_timer_set(&w->timer_w, left > 0.001 ? left : 0.001, 0.);
+            ev_timer_start(loop, &w->timer_w);
+        }
+    } else if (w->cfg->watchdog_ms > 0) {
+        double t = (double)w->cfg->watchdog_ms / 1000.0;
+        double left = t - (now - w->alive_at);
+        ev_timer_set(&w->watchdog_w, left > 0.001 ? left : 0.001, t);
+        ev_timer_start(loop, &w->watchdog_w);
+    }
+    *ret = w;
+    return r;
 }

@@ -38,6 +38,7 @@
 #include "sweep.h"
 #include "workerstate.h"
 
+struct handover;
 struct logbuf;
 struct metrics_app;
 struct shutdown;
@@ -221,3 +222,17 @@ bool worker_is_alive(const struct worker *w);
 const char *worker_exit_reason(const struct worker *w);
 
 const char *worker_reason_to_string(enum worker_reason reason);
+
+/*
+ * Upgrade in place (SPEC section 12). worker_save() describes a starting or ready worker for
+ * the next image, naming its descriptors in h (NULL when out of memory); worker_adopt() makes
+ * the worker again in the next image from that, as spec says, watching the same process, pipes
+ * and channel, its timers going on from where they were. It stores the worker in *ret even
+ * when part of it could not be taken back (then it returns -errno: the caller gives up the
+ * upgrade; freeing is its business). worker ids go on from the previous image's.
+ */
+json_t *worker_save(const struct worker *w, struct handover *h);
+int worker_adopt(const struct worker_spec *spec, const json_t *saved, struct handover *h,
+                 const struct worker_ops *ops, void *owner, struct worker **ret);
+uint64_t worker_ids_next(void);
+void worker_ids_continue(uint64_t next);

@@ -38,7 +38,7 @@ def apps():
 def test_commands_and_options_without_drover(tmp):
     sock = str(tmp / "nobody.sock")
     assert complete(["droverctl", ""]) == sorted(
-        "status top reload restart scale stop start logs events metrics".split())
+        "status top reload restart scale stop start logs events metrics upgrade".split())
     assert complete(["droverctl", "st"]) == ["start", "status", "stop"]
     assert complete(["droverctl", "--"]) == ["--help", "--json", "--socket", "--timeout",
                                              "--version"]

@@ -198,7 +198,9 @@ def test_status_table_for_people(drover):
     header = lines[0].split()
     assert header == ["APP", "SLOT", "PID", "STATE", "GEN", "UPTIME", "RESTARTS", "MEMORY",
                       "CPU", "LAST_EXIT", "QUEUE"]
-    rows = [l for l in lines[1:] if l.strip()]
+    # Below the table, which drover answered (the version changes with an upgrade in place).
+    assert re.fullmatch(rf"drover \S+, pid {drover.pid}, up \S+", lines[-1]), r.stdout
+    rows = [l for l in lines[1:-1] if l.strip()]
     assert len(rows) == 3, r.stdout
     # Aligned: every column starts at the same offset on every line.
     starts = [lines[0].index(col) for col in header]

@@ -314,7 +314,7 @@ static void test_enum_strings(void **state)
     static const char *const phases[] = {"initiated", "drain", "save", "close", "cleanup",
                                          "complete"};
     static const char *const cmds[] = {"status", "reload", "restart", "scale",
-                                       "stop",   "start",  "metrics", "logs", "events"};
+                                       "stop",   "start",  "metrics", "logs", "events", "upgrade"};
     enum wire_phase p;
     enum wire_cmd c;
     enum wire_type t;

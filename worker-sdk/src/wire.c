@@ -53,6 +53,7 @@ static const char *const cmd_names[WIRE_CMD_COUNT] = {
     [WIRE_CMD_METRICS] = "metrics",
     [WIRE_CMD_LOGS] = "logs",
     [WIRE_CMD_EVENTS] = "events",
+    [WIRE_CMD_UPGRADE] = "upgrade",
 };
 
 /* Looks s up in a table of names; the index is the enum value. */
@@ -572,7 +573,7 @@ int wire_request_parse(const char *line, size_t len, struct wire_request *ret,
 
     bool app_required = q.cmd == WIRE_CMD_START || q.cmd == WIRE_CMD_RESTART ||
                         q.cmd == WIRE_CMD_SCALE;
-    if (q.cmd != WIRE_CMD_METRICS) {
+    if (q.cmd != WIRE_CMD_METRICS && q.cmd != WIRE_CMD_UPGRADE) {
         r = take_app(root, app_required, &q.app, &error);
         if (r < 0) {
             goto out;
@@ -649,6 +650,20 @@ int wire_request_parse(const char *line, size_t len, struct wire_request *ret,
             goto out;
         }
         break;
+    case WIRE_CMD_UPGRADE: {
+        const char *b = NULL;
+        if (wire_member_string(root, "binary", &b) < 0 || (b && !*b)) {
+            r = -EPROTO;
+            error = "\"binary\" must be a path";
+            goto out;
+        }
+        if (b && !(q.binary = strdup(b))) {
+            r = -ENOMEM;
+            error = "out of memory";
+            goto out;
+        }
+        break;
+    }
     case WIRE_CMD_METRICS:
         r = take_format(root, true, &q.format);
         if (r < 0) {
@@ -674,8 +689,10 @@ void wire_request_done(struct wire_request *req)
 {
     free(req->app);
     free(req->format);
+    free(req->binary);
     req->app = NULL;
     req->format = NULL;
+    req->binary = NULL;
 }
 
 char *wire_request_format(const struct wire_request *req, size_t *ret_len)
@@ -734,6 +751,11 @@ char *wire_request_format(const struct wire_request *req, size_t *ret_len)
     case WIRE_CMD_METRICS:
         if (req->format) {
             r = set_new(obj, "format", string_lossy(req->format));
+        }
+        break;
+    case WIRE_CMD_UPGRADE:
+        if (req->binary) {
+            r = set_new(obj, "binary", string_lossy(req->binary));
         }
         break;
     default:

@@ -123,6 +123,7 @@ enum wire_cmd {
     WIRE_CMD_METRICS,
     WIRE_CMD_LOGS,
     WIRE_CMD_EVENTS,
+    WIRE_CMD_UPGRADE,
     WIRE_CMD_COUNT,
 };
 
@@ -137,6 +138,7 @@ struct wire_request {
     bool follow;    /* logs, events: keep streaming */
     int64_t since;  /* events: only those after this seq; 0 = every one kept */
     char *format;   /* metrics: "text" (default) or "json" */
+    char *binary;   /* upgrade: the program to execute; NULL = drover's own path */
 };
 
 /* Sets the defaults: no app, slot -1, count 0, lines -1, no follow, no format. */
