@@ -250,7 +250,7 @@ static const struct worker_ops app_worker_ops = {
 };
 
 /* Starts a worker of the app's current config and generation in slot. */
-static int app_spawn(struct app *app, unsigned slot, struct worker **ret)
+static int app_spawn(struct app *app, unsigned slot, bool surge, struct worker **ret)
 {
     const struct config_app *cfg = app->cfg;
     int fds[CONFIG_LISTEN_MAX];
@@ -276,6 +276,7 @@ static int app_spawn(struct app *app, unsigned slot, struct worker **ret)
         .logbuf = app->logbuf,
         .log_dropped = &app->log_dropped,
         .metrics = app->metrics,
+        .surge = surge,
     };
     struct worker *w = NULL;
     int r = worker_start(&spec, &app_worker_ops, app, &w);
@@ -338,7 +339,7 @@ static struct slot_step slot_feed(struct slot *s, enum slot_event ev, const stru
 static void slot_spawn(struct slot *s)
 {
     struct worker *w = NULL;
-    if (app_spawn(s->app, s->id, &w) < 0) {
+    if (app_spawn(s->app, s->id, false, &w) < 0) {
         struct slot_facts f = slot_facts_of(s);
         (void)slot_feed(s, SLOT_EV_FILL_FAILED, &f);
         return;
@@ -773,9 +774,9 @@ void app_set_config(struct app *app, struct config *owner, const struct config_a
     app_autoscale_follow(app); /* MIN..MAX may have come or gone */
 }
 
-int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret)
+int app_spawn_extra(struct app *app, unsigned slot, bool surge, struct worker **ret)
 {
-    return app_spawn(app, slot, ret);
+    return app_spawn(app, slot, surge, ret);
 }
 
 /* ---- upgrade in place (SPEC section 12) ---- */

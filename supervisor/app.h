@@ -155,8 +155,9 @@ void app_listeners_prune(struct app *app);
 void app_set_config(struct app *app, struct config *owner, const struct config_app *cfg);
 
 /* Starts a worker of the app's current config and generation in an existing slot, outside the
- * slot's restart policy (a surge worker for a replacement). Returns 0 or -errno. */
-int app_spawn_extra(struct app *app, unsigned slot, struct worker **ret);
+ * slot's restart policy (a replacement). surge: the worker it replaces still serves, so it may
+ * boot at the app's surge_nice. Returns 0 or -errno. */
+int app_spawn_extra(struct app *app, unsigned slot, bool surge, struct worker **ret);
 
 /* A replacement's new worker w is slot's worker from now on. */
 void app_slot_replaced(struct app *app, unsigned slot, struct worker *w);

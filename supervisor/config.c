@@ -606,6 +606,18 @@ static int set_workers(struct config_loader *l, void *obj, size_t off, const cha
     return 0;
 }
 
+static int set_surge_nice(struct config_loader *l, void *obj, size_t off, const char *value)
+{
+    const char *why = "is invalid";
+    long n;
+
+    if (parse_long(value, 0, 19, &n, &why) < 0) {
+        return loader_fail(l, "'%s' %s; expected a nice value from 0 (off) to 19", value, why);
+    }
+    *FIELD(obj, off, int) = (int)n;
+    return 0;
+}
+
 static int set_reload_batch(struct config_loader *l, void *obj, size_t off, const char *value)
 {
     const char *why = "is invalid";
@@ -941,6 +953,7 @@ static const struct key_def app_keys[] = {
     {"reload_batch", set_reload_batch, offsetof(struct config_app, reload_batch), false},
     {"kill_timeout", set_duration, offsetof(struct config_app, kill_timeout_ms), false},
     {"stop_signal", set_stop_signal, offsetof(struct config_app, stop_signal), false},
+    {"surge_nice", set_surge_nice, offsetof(struct config_app, surge_nice), false},
     {"metrics_per_worker", set_bool, offsetof(struct config_app, metrics_per_worker), false},
     {"scale_up_after", set_duration_positive, offsetof(struct config_app, scale_up_after_ms),
      false},

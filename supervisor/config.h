@@ -69,6 +69,7 @@ struct config_app {
     unsigned reload_batch;
     uint64_t kill_timeout_ms;
     int stop_signal;            /* what a worker without a channel gets at drain; SIGTERM */
+    int surge_nice;             /* 0..19: a surge worker boots this much nicer until ready */
     bool metrics_per_worker;
     uint64_t watchdog_ms;       /* 0 = none; else silent this long = hung (SPEC section 10) */
     uint64_t max_lifetime_ms;   /* 0 = none; else recycled after about this uptime */

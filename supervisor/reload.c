@@ -311,7 +311,11 @@ static bool reload_next_batch(struct reload *r)
         rec->ready = rec->old_gone = 0;
         rec->started = reload_now(r);
         struct worker *w = NULL;
-        int e = app_spawn_extra(app, rec->slot, &w);
+        /* A surge worker while the old one serves: it may boot at surge_nice and leave the CPU
+         * to the workers carrying the load. Not for a hung worker's replacement: that one
+         * replaces nothing that serves, and may have to share the CPU with a spinning loop. */
+        bool surge = rec->old && rec->old->state == WORKER_READY && r->reason != WORKER_REASON_HANG;
+        int e = app_spawn_extra(app, rec->slot, surge, &w);
         if (e < 0) {
             char *why = NULL;
             if (asprintf(&why, "cannot start a worker for slot %u: %s", rec->slot,

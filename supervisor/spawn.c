@@ -6,9 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <linux/close_range.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -102,6 +106,73 @@ static void spawn_format_pid(char *out, pid_t pid)
     out[n] = '\0';
 }
 
+/* In the child, async-signal-safe: boots the worker at a lower CPU priority (spawn.h). Best
+ * effort: a kernel without autogroup has no such file, and a nice value is a wish anyway. */
+static void spawn_child_lower_priority(const struct spawn_plan *p)
+{
+    if (p->boot_nice_thread) {
+        errno = 0;
+        int now = getpriority(PRIO_PROCESS, 0);
+        if (errno == 0) {
+            (void)setpriority(PRIO_PROCESS, 0, now + p->boot_nice); /* the kernel caps it at 19 */
+        }
+    }
+    int fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char digits[2];
+        size_t n = 0;
+        int v = p->boot_nice > 19 ? 19 : p->boot_nice;
+        if (v >= 10) {
+            digits[n++] = (char)('0' + v / 10);
+        }
+        digits[n++] = (char)('0' + v % 10);
+        ssize_t wrote = write(fd, digits, n);
+        (void)wrote;
+        close(fd);
+    }
+}
+
+bool spawn_can_restore_nice(void)
+{
+    struct __user_cap_header_struct head = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    if (syscall(SYS_capget, &head, data) == 0 &&
+        (data[CAP_SYS_NICE / 32].effective & (1U << (CAP_SYS_NICE % 32)))) {
+        return true;
+    }
+    /* RLIMIT_NICE r allows nice values down to 20 - r. */
+    errno = 0;
+    int own = getpriority(PRIO_PROCESS, 0);
+    struct rlimit rl;
+    return errno == 0 && getrlimit(RLIMIT_NICE, &rl) == 0 &&
+           (rl.rlim_cur == RLIM_INFINITY || 20 - own <= (long long)rl.rlim_cur);
+}
+
+int spawn_priority_restore(pid_t pgid, bool thread)
+{
+    int ret = 0;
+    if (thread) {
+        errno = 0;
+        int own = getpriority(PRIO_PROCESS, 0);
+        /* PRIO_PGRP reaches every thread of every process in the group: the threads a runtime
+         * started while booting inherited the lowered value. */
+        if ((own == -1 && errno != 0) || setpriority(PRIO_PGRP, (id_t)pgid, own) == -1) {
+            ret = -errno;
+        }
+    }
+    char path[48];
+    snprintf(path, sizeof path, "/proc/%d/autogroup", (int)pgid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return ret < 0 || errno == ENOENT ? ret : -errno;
+    }
+    if (write(fd, "0", 1) == -1 && ret == 0) {
+        ret = -errno;
+    }
+    close(fd);
+    return ret;
+}
+
 /* Runs in the child, between fork and exec: async-signal-safe calls only. */
 static _Noreturn void spawn_child(const struct spawn_plan *p, int errfd, pid_t parent)
 {
@@ -116,6 +187,11 @@ static _Noreturn void spawn_child(const struct spawn_plan *p, int errfd, pid_t p
 
     if (setsid() == -1) {
         spawn_child_fail(errfd, SPAWN_STEP_SETSID);
+    }
+    /* After setsid, whose new session brought a new autogroup, and before the privilege drop,
+     * so the write needs no permission the worker's user may lack. */
+    if (p->boot_nice > 0) {
+        spawn_child_lower_priority(p);
     }
 
     /* Sources may sit where targets go (the master's listen socket may be fd 3 and belong at

@@ -55,6 +55,15 @@ struct spawn_plan {
     gid_t gid;
     const gid_t *groups;
     int n_groups;
+    /*
+     * surge_nice (SPEC section 3): > 0 boots the worker at a lower CPU priority, restored by
+     * spawn_priority_restore() once it is ready. The child writes it to its new autogroup
+     * (/proc/self/autogroup: the scheduler weighs sessions against each other when autogroup
+     * is on, and setsid gave the worker a session of its own) and, when boot_nice_thread, adds
+     * it to its own nice value too (what counts when autogroup is off, or inside a cgroup).
+     */
+    int boot_nice;
+    bool boot_nice_thread;
 };
 
 /*
@@ -73,3 +82,18 @@ int spawn_start(const struct spawn_plan *plan, pid_t *ret_pid, int *ret_errfd);
 int spawn_resolve(const char *argv0, const char *path_env, char **ret);
 
 const char *spawn_step_to_string(enum spawn_step step);
+
+/*
+ * Whether this process may give a worker its nice value back after boot_nice_thread lowered
+ * it: that needs CAP_SYS_NICE, or an RLIMIT_NICE that reaches our own nice value. Without it
+ * only the autogroup's nice is lowered (its owner may set it back to 0 without privilege).
+ */
+bool spawn_can_restore_nice(void);
+
+/*
+ * Undoes boot_nice for the worker that leads process group pgid: every thread of the group
+ * gets our own nice value back (when thread is true), its autogroup nice 0. Returns 0, or the
+ * first -errno; -EAGAIN when the kernel's rate limit on autogroup changes (ten a second without
+ * CAP_SYS_ADMIN) refused it: try again later.
+ */
+int spawn_priority_restore(pid_t pgid, bool thread);

@@ -244,6 +244,8 @@ static struct worker_facts worker_facts_of(const struct worker *w)
     };
 }
 
+static void worker_unnice(struct worker *w);
+
 /* Feeds ev to the worker's table and carries out what it decides; via says how it came (for
  * the ready record). One log record per transition (worker_set_state). */
 static void worker_feed(struct worker *w, enum worker_event ev, const char *via)
@@ -317,9 +319,29 @@ static void worker_feed(struct worker *w, enum worker_event ev, const char *via)
             ev_timer_set(&w->watchdog_w, t, t);
             ev_timer_start(w->loop, &w->watchdog_w);
         }
+        worker_unnice(w);
         w->ops->on_ready(w->owner, w);
     } else if (st.action == WORKER_DO_HANG) {
         w->ops->on_hung(w->owner, w);
+    }
+}
+
+/* A surge worker that booted at surge_nice is ready: its priority back. Called again from
+ * worker_sample while the kernel's rate limit on autogroup changes says "later". */
+static void worker_unnice(struct worker *w)
+{
+    if (!w->niced || w->pid <= 0) {
+        return;
+    }
+    int r = spawn_priority_restore(w->pid, w->niced_thread);
+    if (r == -EAGAIN) {
+        return; /* still niced: the next sample tries again */
+    }
+    w->niced = false;
+    if (r < 0 && r != -ESRCH) {
+        log_record(LOG_WARN, worker_origin(w), NULL,
+                   "setpriority/autogroup of pid %d back from surge_nice failed: %s", (int)w->pid,
+                   strerror(-r));
     }
 }
 
@@ -752,6 +774,13 @@ int worker_sample(struct worker *w, ev_tstamp now)
     w->cpu_prev_ns = st.cpu_ns;
     w->stat_at = now;
     w->stat = st;
+    /* Ready, but the restore was refused by the rate limit: again. Or not ready after half its
+     * ready_timeout: on a saturated machine a nice boot may starve, and a reload must not fail
+     * for that, so the rest of its boot runs at full priority. */
+    if (w->niced && (w->ready_at > 0 ||
+                     (now - w->started_at) * 2000 >= (double)w->cfg->ready_timeout_ms)) {
+        worker_unnice(w);
+    }
     return 0;
 }
 
@@ -1013,6 +1042,14 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
         }
     }
     plan.path = path;
+    if (spec->surge && cfg->surge_nice > 0) {
+        plan.boot_nice = cfg->surge_nice;
+        /* Lowered only where it can be raised back: a worker left nice for good would serve
+         * at a fraction of its share. */
+        plan.boot_nice_thread = spawn_can_restore_nice();
+        w->niced = true;
+        w->niced_thread = plan.boot_nice_thread;
+    }
     if (spec->set_ids) {
         plan.set_ids = true;
         plan.uid = spec->uid;

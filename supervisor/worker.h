@@ -82,6 +82,9 @@ struct worker_spec {
     struct logbuf *logbuf;              /* its output lines go here ... */
     uint64_t *log_dropped;              /* ... and lines the log had to drop are counted here */
     struct metrics_app *metrics;        /* its snapshots go here */
+    /* A surge worker: it replaces one that still serves, so it may boot at cfg->surge_nice
+     * (SPEC section 3) and leave the CPU to that one until it is ready. */
+    bool surge;
 };
 
 
@@ -152,6 +155,8 @@ struct worker {
     bool spoke;                     /* it has sent anything (channel or sd_notify) */
     struct shutdown *retire;        /* the phase run it is leaving through, if any */
     bool exec_failed;
+    bool niced;                     /* booted at surge_nice, not yet given its priority back */
+    bool niced_thread;              /* ... its threads' nice value too, not only its autogroup */
     enum worker_reason stop_reason;
     bool metrics_warned;
     unsigned pages_wanted;          /* get_metrics formats asked for while a page is queued */

@@ -1,46 +1,58 @@
 'use strict';
 /*
- * The Node.js app drover and PM2 are compared on (scripts/bench). One file, no dependencies.
+ * The Node.js app drover and PM2 are compared on (scripts/bench). One file; it uses drover's
+ * Node SDK (worker-sdk/node, no dependencies) and, with BENCH_SERIES, prom-client.
  *
  *   GET /            "hello from pid N"
  *   GET /sleep?ms=N  answers after N ms (an in-flight request for shutdown tests)
  *   GET /hang        blocks the event loop for good (a hung process)
  *   GET /grow?mb=N   allocates and touches N MB (default 200) and keeps it (memory-limit tests)
  *
- * Where it listens:
- *   - under drover: on the socket drover hands it as fd 3 (systemd socket activation:
- *     LISTEN_FDS=1, LISTEN_PID = our pid);
- *   - otherwise (under PM2, or alone): on 127.0.0.1:$PORT (PM2 cluster mode shares it).
+ * How it drains, chosen by BENCH_DRAIN (the three drains of scripts/bench/drains):
+ *   sdk (the default)  the SDK: `drover.listen(server)` on the socket drover hands it (fd 3) or,
+ *                      outside drover, on 127.0.0.1:$PORT (PM2 cluster mode shares it);
+ *                      `drover.ready()` once it listens; under drover the six phases arrive on
+ *                      the channel and the SDK's default drain runs at "drain" (stop accepting,
+ *                      answer what arrives with "Connection: close", close idle keep-alive
+ *                      connections after a grace). Under PM2, SIGINT (PM2's kill_signal) or
+ *                      SIGTERM runs the same drain, then the process exits.
+ *   exit               an app written without a drain: it exits at SIGINT or SIGTERM.
+ *   close              the drain most Node apps write: `server.close()` plus
+ *                      `server.closeIdleConnections()` at the signal, exit once closed.
+ * exit and close do not load the SDK: they are apps without it, which get drover's
+ * `stop_signal` (no channel message ever comes from them) and listen on fd 3 themselves.
  *
- * Readiness and shutdown, the same app logic under both supervisors:
- *   - under drover it speaks drover's worker channel (DROVER_CHANNEL_FD: newline-delimited JSON
- *     on a Unix socket, SPEC section 4) in a few lines, without a library: {"type":"ready"}
- *     once it listens, and the shutdown phases: it drains at "drain", answers the other
- *     phases at once and exits after "cleanup";
- *   - under PM2 it is ready when it listens (PM2 watches the cluster 'listening' event), and
- *     SIGINT (PM2's stop signal), SIGTERM or the 'shutdown' message drain it and exit.
- * Draining = stop accepting, answer requests already in flight, mark later responses
- * "Connection: close", and close idle keep-alive connections after a short grace, so a client
- * that is sending a request on an idle connection at that moment is still answered.
+ * Under PM2 every mode sends process.send('ready') once it listens, for `wait_ready: true`.
+ *
+ * BENCH_SERIES=N (sdk mode): a prom-client counter with N label sets, one incremented per
+ * request; BENCH_REGISTRY=1 hands prom-client's registry to the SDK (`useRegistry`), so the
+ * series reach drover's /metrics. scripts/bench/cluster measures what that costs.
  */
 const http = require('http');
-const net = require('net');
 
-const GRACE_MS = 200;          /* idle keep-alive connections may still bring a request */
+const MODE = process.env.BENCH_DRAIN || 'sdk';
 const SIGNAL_DRAIN_MS = 10000; /* drain limit when a signal (not drover's phase) asks for it */
+const SERIES = parseInt(process.env.BENCH_SERIES || '0', 10);
 
 const hoard = [];
-const conns = new Set();
-let draining = false;
-let drained = null;           /* called once when the last connection is gone */
-
-const server = http.createServer((req, res) => {
-    if (draining) {
-        res.setHeader('Connection', 'close');
+let count = null;
+if (SERIES > 0) {
+    const client = require('prom-client');
+    count = new client.Counter({name: 'bench_requests_total', help: 'requests, by bucket',
+                                labelNames: ['bucket']});
+    for (let i = 0; i < SERIES; i++) {
+        count.inc({bucket: String(i)}, 0);
     }
+}
+let served = 0;
+
+function handler(req, res) {
     const q = req.url.indexOf('?');
     const path = q < 0 ? req.url : req.url.slice(0, q);
     const params = new URLSearchParams(q < 0 ? '' : req.url.slice(q + 1));
+    if (count) {
+        count.inc({bucket: String(served++ % SERIES)});
+    }
     if (path === '/sleep') {
         const ms = parseInt(params.get('ms') || '0', 10);
         setTimeout(() => res.end(`slept ${ms} ms\n`), ms);
@@ -53,115 +65,52 @@ const server = http.createServer((req, res) => {
     } else {
         res.end(`hello from pid ${process.pid}\n`);
     }
-});
+}
 
-server.on('connection', (s) => {
-    conns.add(s);
-    s.on('close', () => {
-        conns.delete(s);
-        checkDrained();
+const server = http.createServer(handler);
+const pm2Ready = () => {
+    if (process.send) {
+        process.send('ready'); /* PM2's wait_ready */
+    }
+};
+
+if (MODE === 'sdk') {
+    const drover = require('../../worker-sdk/node');
+    if (count && process.env.BENCH_REGISTRY === '1') {
+        drover.useRegistry(require('prom-client').register);
+    }
+    drover.listen(server, {port: parseInt(process.env.PORT || '8080', 10),
+                           host: process.env.HOST || '127.0.0.1'}).then(() => {
+        drover.ready();
+        pm2Ready();
     });
-});
-
-function checkDrained() {
-    if (draining && conns.size === 0 && drained) {
-        const fn = drained;
-        drained = null;
-        fn();
+    if (!drover.supervised) {
+        /* PM2, or a plain kill: the SDK's drain, then leave. */
+        const quit = () => drover.drain(SIGNAL_DRAIN_MS).then(() => process.exit(0));
+        process.on('SIGTERM', quit);
+        process.on('SIGINT', quit);
+        process.on('message', (m) => m === 'shutdown' && quit());
     }
-}
-
-/* Stops accepting and calls done() when every connection is closed, or after limitMs. */
-function drain(limitMs, done) {
-    if (draining) {
-        return;
-    }
-    draining = true;
-    drained = done;
-    /* net.Server's close stops accepting only; http.Server's would also close idle
-     * keep-alive connections at once, racing a client that is sending on one. */
-    net.Server.prototype.close.call(server);
-    setTimeout(() => {
-        server.closeIdleConnections();
-        setInterval(() => server.closeIdleConnections(), 50).unref();
-    }, GRACE_MS).unref();
-    setTimeout(() => {
-        for (const s of conns) {
-            s.destroy();
-        }
-        conns.clear();
-        checkDrained();
-    }, limitMs).unref();
-    checkDrained();
-}
-
-/* ---- drover's channel (only when drover gave us one) ---- */
-
-let channel = null;
-
-function channelSend(msg, cb) {
-    if (channel && !channel.destroyed) {
-        channel.write(JSON.stringify(msg) + '\n', cb);
-    } else if (cb) {
-        cb();
-    }
-}
-
-function onChannelMessage(msg) {
-    if (msg.type !== 'phase') {
-        return; /* "collect" and the like: this app has no metrics to send */
-    }
-    const phase = msg.phase;
-    if (phase === 'drain') {
-        drain(msg.timeout_ms || SIGNAL_DRAIN_MS, () => channelSend({type: 'phase_done', phase}));
-    } else if (phase === 'save' || phase === 'close') {
-        channelSend({type: 'phase_done', phase});
-    } else if (phase === 'cleanup') {
-        channelSend({type: 'phase_done', phase}, () => process.exit(0));
-    }
-    /* "initiated" and "complete" are announcements: nothing to answer */
-}
-
-if (process.env.DROVER_CHANNEL_FD) {
-    channel = new net.Socket({fd: parseInt(process.env.DROVER_CHANNEL_FD, 10),
-                              readable: true, writable: true});
-    channel.setEncoding('utf8');
-    let buf = '';
-    channel.on('data', (chunk) => {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            try {
-                onChannelMessage(JSON.parse(line));
-            } catch (e) {
-                /* not ours to judge: drover never sends garbage */
-            }
-        }
-    });
-    channel.on('error', () => {});
-    /* The master is gone: finish what is in flight and leave. */
-    channel.on('close', () => drain(SIGNAL_DRAIN_MS, () => process.exit(0)));
-}
-
-/* ---- signals (PM2, or a plain kill) ---- */
-
-const quit = () => drain(SIGNAL_DRAIN_MS, () => process.exit(0));
-process.on('SIGTERM', quit);
-process.on('SIGINT', quit);
-process.on('message', (m) => {
-    if (m === 'shutdown') {
-        quit();
-    }
-});
-
-/* ---- listen ---- */
-
-const ready = () => channelSend({type: 'ready'});
-if (process.env.LISTEN_FDS && process.env.LISTEN_PID === String(process.pid)) {
-    server.listen({fd: 3}, ready);
 } else {
-    server.listen(parseInt(process.env.PORT || '8080', 10), process.env.HOST || '127.0.0.1',
-                  ready);
+    if (MODE === 'exit') {
+        const quit = () => process.exit(0);
+        process.on('SIGTERM', quit);
+        process.on('SIGINT', quit);
+    } else if (MODE === 'close') {
+        const quit = () => {
+            server.close(() => process.exit(0));
+            server.closeIdleConnections();
+            setTimeout(() => process.exit(0), SIGNAL_DRAIN_MS).unref();
+        };
+        process.on('SIGTERM', quit);
+        process.on('SIGINT', quit);
+    } else {
+        throw new Error(`BENCH_DRAIN=${MODE}: not sdk, exit or close`);
+    }
+    if (process.env.LISTEN_FDS && process.env.LISTEN_PID === String(process.pid)) {
+        server.listen({fd: 3}, pm2Ready);
+    } else {
+        server.listen(parseInt(process.env.PORT || '8080', 10), process.env.HOST || '127.0.0.1',
+                      pm2Ready);
+    }
 }
