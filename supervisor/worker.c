@@ -1183,7 +1183,8 @@ json_t *worker_save(const struct worker *w, struct handover *h)
         handover_bytes(in, in_len), "ch_out", handover_bytes(out, out_len), "out_line",
         handover_bytes(w->out[0].line ? w->out[0].line : "", w->out[0].len), "err_line",
         handover_bytes(w->out[1].line ? w->out[1].line : "", w->out[1].len));
-    if (!o) {
+    if (!o || json_object_set_new(o, "niced", json_pack("[b,b]", w->niced, w->niced_thread)) < 0) {
+        json_decref(o);
         return NULL;
     }
     int fds[4] = {w->ch.fd, w->out[0].fd, w->out[1].fd, w->errpipe_fd};
@@ -1273,6 +1274,9 @@ int worker_adopt(const struct worker_spec *spec, const json_t *saved, struct han
     w->channel_used = json_is_true(json_object_get(saved, "channel_used"));
     w->spoke = json_is_true(json_object_get(saved, "spoke"));
     w->cpu_prev_ns = (uint64_t)json_integer_value(json_object_get(saved, "cpu_prev_ns"));
+    /* A surge worker still waiting for its priority back gets it from this image. */
+    w->niced = json_is_true(json_array_get(json_object_get(saved, "niced"), 0));
+    w->niced_thread = json_is_true(json_array_get(json_object_get(saved, "niced"), 1));
     const char *status = json_string_value(json_object_get(saved, "status_text"));
     w->status_text = status ? strdup(status) : NULL;
     w->errpipe_fd = -1;
