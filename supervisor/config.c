@@ -1373,6 +1373,7 @@ static int config_read_file(FILE *f, char **ret, size_t *ret_len)
 {
     size_t len = 0, cap = 0;
     char *buf = NULL;
+    errno = 0;
     for (;;) {
         if (len == cap) {
             if (cap >= CONFIG_FILE_MAX) {
@@ -1394,8 +1395,9 @@ static int config_read_file(FILE *f, char **ret, size_t *ret_len)
         }
     }
     if (ferror(f)) {
+        int e = errno ? errno : EIO; /* a directory opens, then reads as EISDIR */
         free(buf);
-        return -EIO;
+        return -e;
     }
     buf[len] = '\0';
     *ret = buf;
