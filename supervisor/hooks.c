@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "events.h"
+#include "handover.h"
 #include "log.h"
 #include "master.h"
 #include "spawn.h"
@@ -122,6 +123,39 @@ size_t hooks_stats(const struct hooks_stat **ret)
 static struct log_origin hook_origin(void)
 {
     return LOG_MASTER;
+}
+
+/* ---- upgrade in place (SPEC section 12): the counters go on ---- */
+
+int hooks_save(struct hooks *h, struct handover *ho)
+{
+    (void)h;
+    json_t *saved = json_array();
+    for (size_t i = 0; saved && i < n_hook_stats; i++) {
+        const struct hooks_stat *st = &hook_stats[i];
+        json_array_append_new(saved, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name", st->name,
+                                               "ok", (json_int_t)st->ok, "failed",
+                                               (json_int_t)st->failed, "timeout",
+                                               (json_int_t)st->timeout, "dropped",
+                                               (json_int_t)st->dropped));
+    }
+    return saved && json_object_set_new(handover_doc(ho), "hooks", saved) == 0 ? 0 : -ENOMEM;
+}
+
+static void hooks_restore_stats(void)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(handover_get(handover_incoming(), "hooks"), i, v) {
+        const char *name = json_string_value(json_object_get(v, "name"));
+        struct hooks_stat *st = name ? hook_stat_for(name) : NULL;
+        if (st) {
+            st->ok = (uint64_t)json_integer_value(json_object_get(v, "ok"));
+            st->failed = (uint64_t)json_integer_value(json_object_get(v, "failed"));
+            st->timeout = (uint64_t)json_integer_value(json_object_get(v, "timeout"));
+            st->dropped = (uint64_t)json_integer_value(json_object_get(v, "dropped"));
+        }
+    }
 }
 
 /* ---- the end of a run ---- */
@@ -700,6 +734,7 @@ int hooks_open(struct master *m, struct hooks **ret)
         hooks_close(h);
         return -ENOMEM;
     }
+    hooks_restore_stats();
     h->follower = (struct event_follower){.fn = hooks_on_event, .data = h};
     events_follow(&h->follower);
     h->observer.on_reload = hooks_on_reload;

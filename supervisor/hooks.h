@@ -40,3 +40,8 @@ struct hooks_stat {
     uint64_t ok, failed, timeout, dropped;
 };
 size_t hooks_stats(const struct hooks_stat **ret);
+
+/* Upgrade in place (SPEC section 12): the counters above, for the next image (hook runs queued
+ * or under way are not handed over). Returns 0 or -ENOMEM. */
+struct handover;
+int hooks_save(struct hooks *h, struct handover *ho);

@@ -120,6 +120,11 @@ static void main_close_hooks(void *part)
     hooks_close(part);
 }
 
+static int main_save_hooks(void *part, struct handover *h)
+{
+    return hooks_save(part, h);
+}
+
 static int main_open_upgrade(struct master *m, void **ret)
 {
     struct upgrade *u = NULL;
@@ -144,7 +149,7 @@ static const struct master_part main_parts[] = {
     {main_open_sdnotify, main_close_sdnotify, main_save_sdnotify},
     {main_open_control, main_close_control, main_save_control},
     {main_open_admin, main_close_admin, main_save_admin},
-    {main_open_hooks, main_close_hooks, NULL},
+    {main_open_hooks, main_close_hooks, main_save_hooks},
 };
 
 /* SIGHUP: as `droverctl reload` without an app name, with nobody to report to. */

@@ -331,3 +331,22 @@ def test_upgrade_under_systemd_keeps_mainpid_and_sends_reloading_then_ready(drov
         assert not any("MAINPID=" in t and f"MAINPID={pid}" not in t for t in after)
     finally:
         listener.close()
+
+
+def test_hook_counters_and_events_go_on_after_an_upgrade(drover):
+    port, admin = h.free_port(), f"127.0.0.1:{h.free_port()}"
+    apps = web(port, 2)
+    apps["hook:note"] = {"events": "worker_start upgrade", "exec": "/bin/sh -c 'cat >/dev/null'"}
+    dr = drover.start(supervisor={"admin_listen": admin}, apps=apps)
+    dr.wait_http(f"127.0.0.1:{port}")
+
+    def runs():
+        _, text = h.http_get(admin, "/metrics")
+        m = re.search(r'^drover_hook_runs_total\{hook="note",result="ok"\} (\S+)$', text, re.M)
+        return float(m.group(1)) if m else 0
+
+    h.wait_until(lambda: runs() == 2, 10, what="two worker_start hook runs")
+    rc, reply = upgrade(dr, NEXT)
+    assert rc == 0, reply
+    # The two runs before, and the upgrade event's own run in the new image.
+    h.wait_until(lambda: runs() == 3, 10, what="the counter going on from 2")
