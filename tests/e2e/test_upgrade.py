@@ -350,3 +350,19 @@ def test_hook_counters_and_events_go_on_after_an_upgrade(drover):
     assert rc == 0, reply
     # The two runs before, and the upgrade event's own run in the new image.
     h.wait_until(lambda: runs() == 3, 10, what="the counter going on from 2")
+
+
+def test_the_upgraded_drover_reloads_the_config_file(drover):
+    dr, addr, _ = start(drover, workers=2, admin=False)
+    rc, reply = upgrade(dr, NEXT)
+    assert rc == 0, reply
+    before = worker_pids(dr)
+    text = dr.config_path.read_text().replace("workers = 2", "workers = 2\nenv = AFTER=upgrade")
+    dr.config_path.write_text(text)
+    r = dr.ctl("reload", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = dr.status()
+    assert st["apps"][0]["generation"] == 2
+    after = worker_pids(dr)
+    assert not set(before) & set(after)
+    assert all(h.proc_environ(p).get("AFTER") == "upgrade" for p in after)
