@@ -888,6 +888,7 @@ int app_start(struct app *app, const struct address **ret_failed)
 
 void app_halt(struct app *app)
 {
+    app->waiting_for[0] = '\0'; /* a waiting app is stopped now, not waiting any more */
     if (app->replacing) {
         app->replacing->ops->abort(app->replacing, "the app is stopping");
     }
@@ -912,6 +913,7 @@ size_t app_collect_workers(const struct app *app, struct worker **out, size_t ma
 
 int app_stop(struct app *app)
 {
+    app->waiting_for[0] = '\0';
     if (app->state == APP_STOPPED || app->state == APP_STOPPING) {
         return 0;
     }

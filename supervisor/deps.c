@@ -22,6 +22,7 @@ int deps_find_cycle(size_t n, const size_t *const *edges, const size_t *n_edges,
 {
     unsigned char colour[DEPS_NODES_MAX];
     struct frame stack[DEPS_NODES_MAX];
+    size_t depth[DEPS_NODES_MAX]; /* where a grey node stands on the stack */
 
     if (n > DEPS_NODES_MAX) {
         return -E2BIG;
@@ -32,6 +33,7 @@ int deps_find_cycle(size_t n, const size_t *const *edges, const size_t *n_edges,
             continue;
         }
         size_t top = 0;
+        depth[root] = top;
         stack[top++] = (struct frame){root, 0};
         colour[root] = GREY;
         while (top > 0) {
@@ -47,10 +49,7 @@ int deps_find_cycle(size_t n, const size_t *const *edges, const size_t *n_edges,
             }
             if (colour[to] == GREY) {
                 /* The grey nodes on the stack from `to` up are the cycle. */
-                size_t from = 0;
-                while (stack[from].node != to) {
-                    from++;
-                }
+                size_t from = depth[to];
                 size_t len = 0;
                 for (size_t i = from; i < top; i++) {
                     ret_cycle[len++] = stack[i].node;
@@ -60,6 +59,7 @@ int deps_find_cycle(size_t n, const size_t *const *edges, const size_t *n_edges,
                 return -ELOOP;
             }
             colour[to] = GREY;
+            depth[to] = top;
             stack[top++] = (struct frame){to, 0};
         }
     }
