@@ -30,12 +30,12 @@ enum cfgdiff_kind {
 
 struct cfgdiff_key {
     const char *name;
-    enum cfgdiff_kind kind;
     size_t off;
+    enum cfgdiff_kind kind;
     bool rolling;
 };
 
-#define KEY(name, kind, field, rolling) {name, kind, offsetof(struct config_app, field), rolling}
+#define KEY(name, kind, field, rolling) {name, offsetof(struct config_app, field), kind, rolling}
 
 static const struct cfgdiff_key cfgdiff_keys[] = {
     KEY("command", KIND_STRING, command, true),

@@ -265,11 +265,9 @@ int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn r
 /* One app's entry of a dry run: what reconfig_reload() would do with it, and the changes. */
 static json_t *reconfig_dry_app(struct app *app, const struct config_app *ca)
 {
-    if (!app) {
-        return json_pack("{s:s, s:s, s:[]}", "app", ca->name, "action", "add", "changes");
-    }
-    if (!ca) {
-        return json_pack("{s:s, s:s, s:[]}", "app", app->name, "action", "remove", "changes");
+    if (!app || !ca) {
+        return json_pack("{s:s, s:s, s:[]}", "app", app ? app->name : ca ? ca->name : "?",
+                         "action", app ? "remove" : "add", "changes");
     }
     json_t *changes = cfgdiff_app(app->cfg, ca);
     if (!changes) {
