@@ -656,6 +656,11 @@ static enum MHD_Result admin_on_ready(struct admin *a, struct MHD_Connection *c)
     }
     for (size_t i = 0; m->state == MASTER_RUNNING && i < m->n_apps; i++) {
         const struct app *app = m->apps[i];
+        if (app->waiting_for[0]) {
+            snprintf(why, sizeof why, "not ready: app '%s' is waiting for '%s' (depends_on)\n",
+                     app->name, app->waiting_for);
+            break;
+        }
         if (app->state != APP_STOPPED && app_ready_count(app) == 0) {
             snprintf(why, sizeof why, "not ready: app '%s' has no ready worker\n", app->name);
             break;
@@ -702,7 +707,8 @@ static double admin_requests_total(struct master *m)
         size_t n = name ? strlen(name) : 0;
         static const char suffix[] = "_requests_total";
         if (!type || strcmp(type, "counter") != 0 || n < sizeof suffix - 1 ||
-            strcmp(name + n - (sizeof suffix - 1), suffix) != 0 || strncmp(name, "drover_", 7) == 0) {
+            strcmp(name + n - (sizeof suffix - 1), suffix) != 0 ||
+            strncmp(name, "drover_", 7) == 0) {
             continue;
         }
         json_array_foreach(json_object_get(f, "samples"), j, smp) {

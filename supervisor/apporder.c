@@ -150,8 +150,9 @@ unsigned apporder_stop_tiers(struct app *const *apps, size_t n, unsigned *ret_ti
     size_t cycle_len = 0;
     size_t *cycle = calloc(n + 1, sizeof *cycle);
     /* A cycle across configs of different reloads (see apporder_start_at): stop all at once. */
-    if (cycle && deps_find_cycle(n, (const size_t *const *)edges, n_edges, cycle, &cycle_len) == 0) {
-        top = deps_stop_tiers(n, (const size_t *const *)edges, n_edges, ret_tier);
+    const size_t *const *graph = (const size_t *const *)edges;
+    if (cycle && deps_find_cycle(n, graph, n_edges, cycle, &cycle_len) == 0) {
+        top = deps_stop_tiers(n, graph, n_edges, ret_tier);
     }
     free(cycle);
     if (top < 0) {

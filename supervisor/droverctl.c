@@ -651,8 +651,9 @@ static void ctl_print_dry_run(json_t *reply, FILE *f)
                                        : "no change",
                     ctl_number(a, "workers"), ctl_number(a, "workers") == 1 ? "" : "s",
                     ctl_number(a, "generation"), ctl_number(a, "new_generation"),
-                    json_is_true(json_object_get(a, "rolling")) ? ""
-                                                                : " (a reload replaces them anyway)");
+                    json_is_true(json_object_get(a, "rolling"))
+                        ? ""
+                        : " (a reload replaces them anyway)");
         } else {
             fprintf(f, "%s: a reload would be refused: %s\n", name, ctl_string(a, "error", "?"));
         }

@@ -147,7 +147,9 @@ json_t *status_app_json(struct app *app, double now)
                             json_integer((json_int_t)app->restarts[r]));
     }
     o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:O, s:I, s:O}", "name", app->name, "state",
-                  app->waiting_for[0] ? "waiting" : app_state_to_string(app->state), "generation", (json_int_t)app->generation,
+                  /* depends_on: stopped in the table, "waiting" to a person (apporder.h) */
+                  app->waiting_for[0] ? "waiting" : app_state_to_string(app->state),
+                  "generation", (json_int_t)app->generation,
                   "wanted", (json_int_t)app->n_slots, "ready",
                   (json_int_t)app_ready_count(app), "restarts", restarts, "log_dropped",
                   (json_int_t)app->log_dropped, "workers", workers);

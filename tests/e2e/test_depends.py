@@ -70,8 +70,8 @@ def test_start_in_dependency_order_and_stop_in_reverse(drover):
 
 
 def test_a_dependency_that_cannot_start_keeps_its_dependent_waiting(drover):
-    addr = f"127.0.0.1:{h.free_port()}"
-    drover.start(apps={
+    addr, admin = f"127.0.0.1:{h.free_port()}", f"127.0.0.1:{h.free_port()}"
+    drover.start(supervisor={"admin_listen": admin}, apps={
         "web": http_app(addr, workers=1, depends_on="db"),
         "db": {"command": h.helper("crasher.py"), "workers": 1, "ready": "notify",
                "restart_delay": "50ms", "restart_delay_max": "200ms", "min_uptime": "5s"},
@@ -81,6 +81,9 @@ def test_a_dependency_that_cannot_start_keeps_its_dependent_waiting(drover):
     assert web["waiting_for"] == "db" and web["ready"] == 0, web
     assert not [e for e in events(drover) if e.get("app") == "web" and e["type"] ==
                 "worker_start"]
+    # drover itself is not ready while an app waits, and says why.
+    status, body = h.http_get(admin, "/health/ready")
+    assert status == 503 and "app 'web' is waiting for 'db' (depends_on)" in str(body), body
     h.wait_until(lambda: app_status(drover, "db")["state"] == "errored", 15, what="db errored")
     r = drover.ctl("start", "web")
     assert r.returncode == 1 and "waiting for 'db' (errored)" in r.stderr + r.stdout, r
