@@ -129,6 +129,7 @@ void master_remove_app(struct master *m, struct app *app)
                "app removed (no longer in the config)");
     master_tell_observers(m, app, 0); /* removed and stopped: nothing may point at it now */
     app_free_later(app, &m->sweep);
+    apporder_review(&m->order); /* an app that waited for it waits for nothing now */
 }
 
 /* ---- what a reload request (reconfig.c) does to the master ---- */
