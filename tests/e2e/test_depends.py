@@ -163,3 +163,24 @@ def test_reload_with_a_cycle_is_rejected_with_the_line(drover):
         r.stderr + r.stdout, r
     after = {a["name"]: [w["pid"] for w in a["workers"]] for a in drover.status()["apps"]}
     assert after == before
+
+
+def test_a_reload_that_drops_the_dependency_starts_the_waiting_app(drover):
+    addr = f"127.0.0.1:{h.free_port()}"
+    apps = {
+        "web": http_app(addr, workers=1, depends_on="db"),
+        "db": {"command": h.helper("crasher.py"), "workers": 1, "ready": "notify",
+               "restart_delay": "50ms", "restart_delay_max": "200ms", "min_uptime": "5s"},
+    }
+    drover.start(apps=apps)
+    h.wait_until(lambda: (app_status(drover, "web") or {}).get("state") == "waiting", 10,
+                 what="web waiting")
+    del apps["db"]
+    del apps["web"]["depends_on"]
+    drover.write_config(apps=apps)
+    r = drover.ctl("reload", timeout=20)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    drover.wait_http(addr)
+    web = app_status(drover, "web")
+    assert web["state"] == "running" and "waiting_for" not in web, web
+    assert app_status(drover, "db") is None
