@@ -44,8 +44,10 @@
 #include "metrics.h"
 #include "page.h"
 #include "prom.h"
+#include "samples.h"
 #include "shutdown.h"
 #include "status.h"
+#include "statuspage.h"
 #include "worker.h"
 
 /* Concurrent connections and the idle time after which MHD drops one. */
@@ -60,6 +62,8 @@ struct admin {
     struct listener l;
     ev_io io_w;
     ev_timer timer_w;
+    ev_timer sample_w;          /* every SAMPLES_INTERVAL_S: one more sample for the page */
+    struct samples samples;     /* the status page's charts (samples.h), bounded */
 };
 
 /* How long the last rendering of the page took (also for get_metrics, and without an admin
@@ -661,6 +665,11 @@ static enum MHD_Result admin_on_ready(struct admin *a, struct MHD_Connection *c)
     }
     for (size_t i = 0; m->state == MASTER_RUNNING && i < m->n_apps; i++) {
         const struct app *app = m->apps[i];
+        if (app->waiting_for[0]) {
+            snprintf(why, sizeof why, "not ready: app '%s' is waiting for '%s' (depends_on)\n",
+                     app->name, app->waiting_for);
+            break;
+        }
         if (app->state != APP_STOPPED && app_ready_count(app) == 0) {
             snprintf(why, sizeof why, "not ready: app '%s' has no ready worker\n", app->name);
             break;
@@ -683,6 +692,93 @@ static enum MHD_Result admin_on_detailed(struct admin *a, struct MHD_Connection 
         return admin_text_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     }
     return admin_reply(c, MHD_HTTP_OK, "application/json", body, strlen(body), true);
+}
+
+/* ---- the status page (`/`) and its samples ---- */
+
+/* The sum of the merged counters named *_requests_total on the combined page (samples.h),
+ * read from the same JSON rendering /metrics/json serves, so the chart and a scrape agree. */
+static double admin_requests_total(struct master *m)
+{
+    char *body = NULL;
+    size_t len = 0;
+    double sum = 0;
+    if (admin_render_metrics(m, "json", &body, &len) < 0) {
+        return 0;
+    }
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    free(body);
+    size_t i, j;
+    json_t *f, *smp;
+    json_array_foreach(json_object_get(doc, "families"), i, f) {
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const char *type = json_string_value(json_object_get(f, "type"));
+        size_t n = name ? strlen(name) : 0;
+        static const char suffix[] = "_requests_total";
+        if (!type || strcmp(type, "counter") != 0 || n < sizeof suffix - 1 ||
+            strcmp(name + n - (sizeof suffix - 1), suffix) != 0 ||
+            strncmp(name, "drover_", 7) == 0) {
+            continue;
+        }
+        json_array_foreach(json_object_get(f, "samples"), j, smp) {
+            json_t *v = json_object_get(smp, "value");
+            sum += json_is_number(v) ? json_number_value(v) : 0;
+        }
+    }
+    json_decref(doc);
+    return sum;
+}
+
+static void admin_take_sample(struct admin *a)
+{
+    struct master *m = a->m;
+    struct sample s = {.ts = ev_time(), .requests = admin_requests_total(m)};
+    for (size_t i = 0; i < m->n_apps; i++) {
+        const struct app *app = m->apps[i];
+        for (int r = 0; r < WORKER_REASON_COUNT; r++) {
+            s.restarts += (double)app->restarts[r];
+        }
+        for (const struct worker *w = app->workers; w; w = w->next) {
+            s.rss_bytes += (double)w->stat.rss_bytes;
+            s.workers += 1;
+        }
+    }
+    samples_add(&a->samples, &s);
+}
+
+static void admin_on_sample(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    admin_take_sample(t->data);
+}
+
+static enum MHD_Result admin_on_samples(struct admin *a, struct MHD_Connection *c)
+{
+    json_t *doc = samples_to_json(&a->samples);
+    char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!body) {
+        return admin_text_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    return admin_reply(c, MHD_HTTP_OK, "application/json", body, strlen(body), true);
+}
+
+/* The page itself, with a policy that lets it run its own inline script and fetch from this
+ * endpoint, and nothing else (statuspage.h). */
+static enum MHD_Result admin_on_page(struct MHD_Connection *c)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        statuspage_html_len, (void *)statuspage_html, MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "Content-Security-Policy", STATUSPAGE_CSP);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    enum MHD_Result r = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return r;
 }
 
 static enum MHD_Result admin_on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -721,9 +817,15 @@ static enum MHD_Result admin_on_request(void *cls, struct MHD_Connection *c, con
     if (strcmp(url, "/health/detailed") == 0) {
         return admin_on_detailed(a, c);
     }
+    if (strcmp(url, "/") == 0) {
+        return admin_on_page(c);
+    }
+    if (strcmp(url, "/status/samples.json") == 0) {
+        return admin_on_samples(a, c);
+    }
     return admin_text_reply(c, MHD_HTTP_NOT_FOUND,
-                            "not found; try /metrics, /metrics/json, /health, /health/live, "
-                            "/health/ready, /health/detailed\n");
+                            "not found; try /, /metrics, /metrics/json, /health, /health/live, "
+                            "/health/ready, /health/detailed, /status/samples.json\n");
 }
 
 /* MHD's own complaints (a connection it had to drop) go to our log. */
@@ -835,7 +937,11 @@ int admin_open(struct master *m, struct admin **ret)
     ev_init(&a->timer_w, admin_on_timer);
     a->timer_w.data = a;
     admin_rearm(a);
-    log_info("admin endpoint on http://%s/ (/metrics, /health)", addr->text);
+    samples_init(&a->samples);
+    ev_timer_init(&a->sample_w, admin_on_sample, 1., SAMPLES_INTERVAL_S);
+    a->sample_w.data = a;
+    ev_timer_start(m->loop, &a->sample_w);
+    log_info("admin endpoint on http://%s/ (status page; /metrics, /health)", addr->text);
     *ret = a;
     a = NULL;
     r = 0;
@@ -852,6 +958,7 @@ void admin_close(struct admin *a)
     if (a->daemon) {
         ev_io_stop(a->m->loop, &a->io_w);
         ev_timer_stop(a->m->loop, &a->timer_w);
+        ev_timer_stop(a->m->loop, &a->sample_w);
         /* MHD closes the listen socket it was given; only the unix socket's file is ours. */
         MHD_stop_daemon(a->daemon);
         a->l.fd = -1;

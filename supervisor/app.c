@@ -937,6 +937,11 @@ bool app_can_hand_over(const struct app *app, char *why, size_t size)
                  app_busy_with(app));
         return false;
     }
+    if (app->waiting_for[0]) {
+        snprintf(why, size, "app %s is waiting for %s (depends_on); upgrade when it is up",
+                 app->name, app->waiting_for);
+        return false;
+    }
     if (app->state != APP_RUNNING && app->state != APP_STOPPED && app->state != APP_ERRORED) {
         snprintf(why, size, "app %s is %s; upgrade when it is done", app->name,
                  app_state_to_string(app->state));
@@ -1171,6 +1176,7 @@ int app_start(struct app *app, const struct address **ret_failed)
 
 void app_halt(struct app *app)
 {
+    app->waiting_for[0] = '\0'; /* a waiting app is stopped now, not waiting any more */
     if (app->replacing) {
         app->replacing->ops->abort(app->replacing, "the app is stopping");
     }
@@ -1195,6 +1201,7 @@ size_t app_collect_workers(const struct app *app, struct worker **out, size_t ma
 
 int app_stop(struct app *app)
 {
+    app->waiting_for[0] = '\0';
     if (app->state == APP_STOPPED || app->state == APP_STOPPING) {
         return 0;
     }

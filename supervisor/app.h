@@ -120,6 +120,8 @@ struct app {
     struct autoscale autoscale;
     uint64_t memory_limit;          /* the cgroup's, read when autoscaling starts; 0 = none */
     bool removed;                   /* gone from the config: freed once stopped */
+    char waiting_for[72];           /* depends_on: the app it waits for to be ready before it
+                                     * starts (apporder.h); "" = not waiting */
     bool pinned;                    /* `droverctl scale APP N` holds the count until `auto` */
     bool set_ids;                   /* user = ...: resolved once, before any spawn */
     uid_t uid;

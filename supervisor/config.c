@@ -22,6 +22,7 @@
 #include "config_loader.h"
 
 #include "cfgread.h"
+#include "deps.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -278,6 +279,10 @@ static void app_done(struct config_app *a)
     free(a->env);
     free(a->user);
     free(a->group);
+    for (size_t i = 0; i < a->n_depends_on; i++) {
+        free(a->depends_on[i]);
+    }
+    free(a->depends_on);
 }
 
 void config_free(struct config *cfg)
@@ -792,6 +797,51 @@ static int set_env(struct config_loader *l, void *obj, size_t off, const char *v
     return 0;
 }
 
+/*
+ * depends_on = a, b: names separated by commas or blanks. Whether each names an app, and whether
+ * they close a cycle, is known only at the end (loader_check_depends), since an app may depend
+ * on one further down the file.
+ */
+static int set_depends_on(struct config_loader *l, void *obj, size_t off, const char *value)
+{
+    struct config_app *a = obj;
+    (void)off;
+    const char *p = value;
+    while (*p) {
+        p += strspn(p, ", \t");
+        size_t n = strcspn(p, ", \t");
+        if (n == 0) {
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!config_app_name_char_is_valid(p[i])) {
+                return loader_fail(l, "'%.*s' is not an app name (letters, digits, '_', '.', '-')",
+                                   (int)n, p);
+            }
+        }
+        if (n > CONFIG_APP_NAME_MAX) {
+            return loader_fail(l, "'%.*s...' is longer than an app name may be (%d bytes)", 16,
+                               p, CONFIG_APP_NAME_MAX);
+        }
+        for (size_t i = 0; i < a->n_depends_on; i++) {
+            if (strlen(a->depends_on[i]) == n && memcmp(a->depends_on[i], p, n) == 0) {
+                return loader_fail(l, "'%.*s' is named twice", (int)n, p);
+            }
+        }
+        char **grown = realloc(a->depends_on, (a->n_depends_on + 1) * sizeof *grown);
+        if (!grown) {
+            return loader_oom(l);
+        }
+        a->depends_on = grown;
+        if (!(a->depends_on[a->n_depends_on] = strndup(p, n))) {
+            return loader_oom(l);
+        }
+        a->n_depends_on++;
+        p += n;
+    }
+    return 0;
+}
+
 /* ---- hooks (SPEC section 11) ---- */
 
 /* events = TYPE TYPE ...  or "*" for every type. */
@@ -962,6 +1012,7 @@ static const struct key_def app_keys[] = {
     {"scale_cooldown", set_duration, offsetof(struct config_app, scale_cooldown_ms), false},
     {"watchdog", set_duration, offsetof(struct config_app, watchdog_ms), false},
     {"max_lifetime", set_duration, offsetof(struct config_app, max_lifetime_ms), false},
+    {"depends_on", set_depends_on, offsetof(struct config_app, depends_on), false},
     {NULL, NULL, 0, false},
 };
 
@@ -1234,6 +1285,72 @@ static int loader_on_key(void *user, const char *section, const char *name, cons
 
 /* ---- whole-config checks, once every line is read ---- */
 
+/*
+ * depends_on, once every app is known: each name is an app, and no chain of them comes back to
+ * where it began (an app would wait for itself forever). Errors stand on the depends_on line.
+ */
+static int loader_check_depends(struct config_loader *l)
+{
+    struct config *cfg = l->cfg;
+    size_t n = cfg->n_apps;
+    size_t **edges = calloc(n, sizeof *edges);
+    size_t *n_edges = calloc(n, sizeof *n_edges);
+    size_t *cycle = calloc(n + 1, sizeof *cycle);
+    int r = 0;
+
+    if (!edges || !n_edges || !cycle) {
+        r = loader_fail_at(l, -ENOMEM, 0, "", "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct config_app *a = &cfg->apps[i];
+        unsigned line = l->extra[i].seen[key_index(app_keys, "depends_on")];
+        if (a->n_depends_on == 0) {
+            continue;
+        }
+        if (!(edges[i] = calloc(a->n_depends_on, sizeof *edges[i]))) {
+            r = loader_fail_at(l, -ENOMEM, line, "depends_on", "out of memory");
+            goto out;
+        }
+        for (size_t j = 0; j < a->n_depends_on; j++) {
+            const struct config_app *to = config_app_find(cfg, a->depends_on[j]);
+            if (!to) {
+                r = loader_fail_at(l, -EINVAL, line, "depends_on",
+                                   "app '%s' depends on '%s', which is not an app in this file",
+                                   a->name, a->depends_on[j]);
+                goto out;
+            }
+            edges[i][n_edges[i]++] = (size_t)(to - cfg->apps);
+        }
+    }
+    size_t len = 0;
+    r = deps_find_cycle(n, (const size_t *const *)edges, n_edges, cycle, &len);
+    if (r == -ELOOP) {
+        char path[200] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < len && used < sizeof path; i++) {
+            int w = snprintf(path + used, sizeof path - used, "%s%s", i ? " -> " : "",
+                             cfg->apps[cycle[i]].name);
+            used += w > 0 ? (size_t)w : 0;
+        }
+        unsigned line = l->extra[cycle[0]].seen[key_index(app_keys, "depends_on")];
+        r = loader_fail_at(l, -EINVAL, line, "depends_on",
+                           "a dependency cycle: %s; expected an app never to depend on itself, "
+                           "directly or through others", path);
+    } else if (r < 0) {
+        r = loader_fail_at(l, -EINVAL, 0, "depends_on", "too many apps (at most %d)",
+                           DEPS_NODES_MAX);
+    }
+out:
+    for (size_t i = 0; edges && i < n; i++) {
+        free(edges[i]);
+    }
+    free(edges);
+    free(n_edges);
+    free(cycle);
+    return r;
+}
+
 static int loader_finish(struct config_loader *l)
 {
     struct config *cfg = l->cfg;
@@ -1310,7 +1427,7 @@ static int loader_finish(struct config_loader *l)
             }
         }
     }
-    return 0;
+    return loader_check_depends(l);
 }
 
 /* ---- entry points ---- */

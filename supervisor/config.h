@@ -73,6 +73,8 @@ struct config_app {
     bool metrics_per_worker;
     uint64_t watchdog_ms;       /* 0 = none; else silent this long = hung (SPEC section 10) */
     uint64_t max_lifetime_ms;   /* 0 = none; else recycled after about this uptime */
+    char **depends_on;          /* names of apps started (ready) before it, stopped after it */
+    size_t n_depends_on;
     unsigned line;              /* where [app:NAME] stands (0 for the quick start) */
 };
 

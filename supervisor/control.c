@@ -592,6 +592,17 @@ static void control_reload(struct client *cl, const struct wire_request *req)
         return;
     }
     char *why = NULL;
+    if (req->dry_run) {
+        json_t *res = NULL;
+        int r = reconfig_dry_run(cl->c->m, req->app, &res, &why);
+        if (r < 0) {
+            client_fail(cl, "%s", why ? why : strerror(-r));
+        } else {
+            client_reply(cl, res);
+        }
+        free(why);
+        return;
+    }
     int r = reconfig_reload(cl->c->m, req->app, control_on_reload_report, cl, &why);
     if (r < 0) {
         client_fail(cl, "%s", why ? why : strerror(-r));

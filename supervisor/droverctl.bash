@@ -86,6 +86,7 @@ _droverctl()
     events) cmd_options+=" --since -f --follow" ;;
     top) cmd_options="--once --interval" ;;
     upgrade) cmd_options+=" --binary" ;;
+    reload) cmd_options+=" --dry-run" ;;
     esac
     if [[ $cur == -* ]]; then
         mapfile -t COMPREPLY < <(compgen -W "$cmd_options" -- "$cur")

@@ -66,7 +66,8 @@ static void ctl_usage(FILE *f)
             "  start APP               start a stopped app; waits until its workers are ready\n"
             "  stop [APP]              stop APP (six phases), or without APP the whole drover\n"
             "  restart APP [SLOT]      replace the workers of APP (or one), one by one\n"
-            "  reload [APP]            re-read the config, then a rolling reload\n"
+            "  reload [APP] [--dry-run]  re-read the config, then a rolling reload;\n"
+            "                          --dry-run: only say what it would change\n"
             "  logs [APP] [-n N] [-f]  the last N (50) lines of worker output; -f follows\n"
             "  events [--since SEQ] [-f]\n"
             "                          lifecycle events (the last 1000, or those after SEQ);\n"
@@ -175,6 +176,83 @@ static void ctl_print_replace_reply(json_t *reply, FILE *f)
     }
 }
 
+/* A value of a dry run's change: a string, or a list shown as "a, b" ("(none)" when empty). */
+static void ctl_print_value(json_t *v, FILE *f)
+{
+    if (!json_is_array(v)) {
+        const char *s = json_string_value(v);
+        fprintf(f, "%s", s && s[0] ? s : "(unset)");
+        return;
+    }
+    if (json_array_size(v) == 0) {
+        fputs("(none)", f);
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        fprintf(f, "%s%s", i ? ", " : "", json_string_value(e) ? json_string_value(e) : "?");
+    }
+}
+
+static void ctl_print_changes(json_t *changes, FILE *f)
+{
+    size_t i;
+    json_t *ch;
+    json_array_foreach(changes, i, ch) {
+        const char *apply = ctlview_string(ch, "apply", "?");
+        fprintf(f, "    %-22s ", ctlview_string(ch, "key", "?"));
+        ctl_print_value(json_object_get(ch, "old"), f);
+        fputs(" -> ", f);
+        ctl_print_value(json_object_get(ch, "new"), f);
+        fprintf(f, "  [%s]\n", strcmp(apply, "rolling") == 0    ? "needs new workers"
+                               : strcmp(apply, "in_place") == 0 ? "applies in place"
+                               : strcmp(apply, "next_start") == 0
+                                   ? "takes effect at drover's next start"
+                                   : apply);
+    }
+}
+
+/* `reload --dry-run`: per app, what a reload would do and each key it would change. */
+static void ctl_print_dry_run(json_t *reply, FILE *f)
+{
+    size_t i;
+    json_t *a;
+    fprintf(f, "dry run: nothing was changed\n");
+    json_array_foreach(json_object_get(reply, "apps"), i, a) {
+        const char *name = ctlview_string(a, "app", "?");
+        const char *action = ctlview_string(a, "action", "?");
+        json_t *changes = json_object_get(a, "changes");
+        size_t n = json_array_size(changes);
+        if (strcmp(action, "add") == 0) {
+            fprintf(f, "%s: new app; a reload starts it\n", name);
+        } else if (strcmp(action, "remove") == 0) {
+            fprintf(f, "%s: no longer in the file; a reload stops and removes it\n", name);
+        } else if (strcmp(action, "update") == 0) {
+            fprintf(f, "%s: %s; %s\n", name, ctlview_string(a, "state", "stopped"),
+                    n ? "takes the new config at its next start" : "no change");
+        } else if (strcmp(action, "roll") == 0) {
+            fprintf(f, "%s: %s; rolling replacement of %.0f worker%s, generation %.0f -> %.0f"
+                       "%s\n", name, n ? (json_is_true(json_object_get(a, "rolling"))
+                                             ? "changes need new workers"
+                                             : "changes apply in place")
+                                       : "no change",
+                    ctlview_number(a, "workers"), ctlview_number(a, "workers") == 1 ? "" : "s",
+                    ctlview_number(a, "generation"), ctlview_number(a, "new_generation"),
+                    json_is_true(json_object_get(a, "rolling"))
+                        ? ""
+                        : " (a reload replaces them anyway)");
+        } else {
+            fprintf(f, "%s: a reload would be refused: %s\n", name, ctlview_string(a, "error", "?"));
+        }
+        ctl_print_changes(changes, f);
+    }
+    json_t *sup = json_object_get(reply, "supervisor");
+    if (json_array_size(sup) > 0) {
+        fprintf(f, "[supervisor]\n");
+        ctl_print_changes(sup, f);
+    }
+}
+
 static int ctl_print_ok(const struct ctl *c, json_t *reply)
 {
     const char *app = ctlview_string(reply, "app", c->req.app ? c->req.app : "?");
@@ -242,6 +320,12 @@ static int ctl_print_ok(const struct ctl *c, json_t *reply)
         }
         return CTL_OK;
     case WIRE_CMD_RELOAD:
+        if (c->req.dry_run) {
+            ctl_print_dry_run(reply, stdout);
+            return CTL_OK;
+        }
+        ctl_print_replace_reply(reply, stdout);
+        return CTL_OK;
     case WIRE_CMD_RESTART:
         ctl_print_replace_reply(reply, stdout);
         return CTL_OK;
@@ -494,6 +578,8 @@ static int ctl_parse_command(struct ctl *c, int argc, char **argv)
             options_done = true;
         } else if (strcmp(a, "--json") == 0) {
             c->json = true;
+        } else if (cmd == WIRE_CMD_RELOAD && strcmp(a, "--dry-run") == 0) {
+            c->req.dry_run = true;
         } else if ((cmd == WIRE_CMD_LOGS || cmd == WIRE_CMD_EVENTS) &&
                    (strcmp(a, "-f") == 0 || strcmp(a, "--follow") == 0)) {
             c->req.follow = true;

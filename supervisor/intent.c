@@ -166,6 +166,19 @@ static void intent_check(struct intent *in)
             intent_fail(in, "drover is shutting down");
             return;
         }
+        if (app->waiting_for[0]) {
+            /* depends_on: waiting is progress while the dependency comes up; once that is
+             * crash-looping or stopped, the answer is why, and the app goes on waiting. */
+            const struct app *dep = master_app_find(in->set->m, app->waiting_for);
+            if (dep && (dep->state == APP_ERRORED ||
+                        (dep->state == APP_STOPPED && !dep->waiting_for[0]) ||
+                        dep->state == APP_STOPPING)) {
+                intent_fail(in, "app '%s' is waiting for '%s' (%s); it starts once '%s' has a "
+                                "ready worker", app->name, dep->name,
+                            app_state_to_string(dep->state), dep->name);
+            }
+            return;
+        }
         if (app->state == APP_STOPPING || app->state == APP_STOPPED) {
             intent_fail(in, "app '%s' was stopped before its workers were ready", app->name);
             return;
@@ -301,7 +314,7 @@ static void intent_take_start(struct intent *in)
     log_record(LOG_INFO, (struct log_origin){app->name, -1, 0}, NULL, "starting app (%s)",
                in->who);
     const struct address *failed = NULL;
-    int r = app_start(app, &failed);
+    int r = apporder_start(&in->set->m->order, app, &failed); /* what it depends on first */
     if (r < 0) {
         log_record(LOG_ERROR, (struct log_origin){app->name, -1, 0}, NULL,
                    "bind('%s') failed: %s", failed ? failed->text : "?", strerror(-r));
@@ -412,6 +425,11 @@ static void intents_on_app(struct master_observer *o, struct app *app)
     for (struct intent *in = set->list; in; in = next) {
         next = in->next; /* in may be answered, and go */
         if (in->req.app != app) {
+            /* A start waiting for app (depends_on) hears of app's changes too. */
+            if (in->state == INTENT_WAITING && in->req.app &&
+                strcmp(in->req.app->waiting_for, app->name) == 0) {
+                intent_check(in);
+            }
             continue;
         }
         if (in->state == INTENT_SUBMITTED) {

@@ -71,7 +71,9 @@ bool master_is_ready(const struct master *m)
     }
     for (size_t i = 0; i < m->n_apps; i++) {
         /* An app stopped on purpose (`droverctl stop APP`) does not make drover unready. */
-        if (m->apps[i]->state != APP_STOPPED && app_ready_count(m->apps[i]) == 0) {
+        /* ... but one waiting for what it depends on (apporder.h) does. */
+        if ((m->apps[i]->state != APP_STOPPED || m->apps[i]->waiting_for[0]) &&
+            app_ready_count(m->apps[i]) == 0) {
             return false;
         }
     }
@@ -131,6 +133,7 @@ void master_remove_app(struct master *m, struct app *app)
                "app removed (no longer in the config)");
     master_tell_observers(m, app, 0); /* removed and stopped: nothing may point at it now */
     app_free_later(app, &m->sweep);
+    apporder_review(&m->order); /* an app that waited for it waits for nothing now */
 }
 
 /* ---- what a reload request (reconfig.c) does to the master ---- */
@@ -147,7 +150,7 @@ int master_add_app(struct master *m, struct config *owner, const struct config_a
     if (r < 0) {
         return r;
     }
-    (void)app_start(m->apps[m->n_apps++], NULL); /* bound by app_new */
+    (void)apporder_start(&m->order, m->apps[m->n_apps++], NULL); /* bound by app_new */
     return 0;
 }
 
@@ -165,6 +168,7 @@ void master_tell_reload(struct master *m, bool done)
 
 static void master_on_app_changed(struct master *m, struct app *app)
 {
+    apporder_review(&m->order); /* a dependency may have become ready */
     if (!m->ready_logged && master_is_ready(m)) {
         m->ready_logged = true;
         log_info("every app has its workers ready");
@@ -248,14 +252,61 @@ static void master_on_phase(struct shutdown *s, enum wire_phase phase, void *dat
     }
 }
 
+static void master_stop_tier(struct master *m);
+
 static void master_on_shutdown_done(struct shutdown *s, bool forced, void *data)
 {
     struct master *m = data;
     m->shutdown = NULL;
     m->forced |= forced;
+    if (m->stop_tier < m->stop_tier_last && !m->killed) {
+        m->stop_tier++; /* the dependents are gone: now what they depended on */
+        master_stop_tier(m);
+        return;
+    }
     if (master_all_stopped(m)) {
         ev_break(m->loop, EVBREAK_ALL);
     }
+}
+
+/*
+ * One phase run over the workers of the apps in the current stop tier (depends_on: dependents
+ * first, apporder.h), within what is left of shutdown_timeout. Without depends_on there is one
+ * tier, every worker, and the run is the supervisor's shutdown as SPEC section 5 tells it. With
+ * tiers, each tier goes through all six phases before the next begins, so a database keeps
+ * serving until the apps using it have closed their connections; the observers (and the
+ * master's cleanup of its files) follow the last tier's run, the one that ends the supervisor.
+ */
+static void master_stop_tier(struct master *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_apps; i++) {
+        n += app_live_count(m->apps[i]);
+    }
+    struct worker **ws = calloc(n ? n : 1, sizeof *ws);
+    size_t k = 0;
+    for (size_t i = 0; ws && i < m->n_apps; i++) {
+        if (!m->stop_tiers || m->stop_tiers[i] == m->stop_tier) {
+            k += app_collect_workers(m->apps[i], ws + k, n - k);
+        }
+    }
+    bool last = m->stop_tier == m->stop_tier_last;
+    if (m->stop_tier_last > 0) {
+        log_info("shutdown: stopping depends_on tier %u of %u", m->stop_tier + 1,
+                 m->stop_tier_last + 1);
+    }
+    uint64_t spent = (uint64_t)((ev_now(m->loop) - m->stop_began) * 1000.0);
+    uint64_t total = m->cfg->shutdown_timeout_ms;
+    struct shutdown_timeouts t;
+    shutdown_timeouts_from_config(&t, m->cfg, spent < total ? total - spent : 1);
+    if (!ws || shutdown_start(&m->shutdowns, NULL, ws, k, &t, last ? master_on_phase : NULL,
+                              master_on_shutdown_done, m, &m->shutdown) < 0) {
+        log_error("cannot start the shutdown phases: out of memory; killing the workers");
+        m->forced = true;
+        m->killed = true;
+        master_kill_all(m);
+    }
+    free(ws);
 }
 
 /* The shutdown itself (see master_stop()), run from the sweeper. */
@@ -276,26 +327,17 @@ static void master_do_stop(struct master *m, bool fast)
     /* initiated: from here on the master reports not-ready. */
     m->state = MASTER_STOPPING;
     m->running = false;
+    m->stop_began = ev_now(m->loop);
     log_info("shutdown initiated%s", fast ? " (fast)" : "");
-    size_t n = 0;
     for (size_t i = 0; i < m->n_apps; i++) {
         app_halt(m->apps[i]);
-        n += app_live_count(m->apps[i]);
     }
-    struct worker **ws = calloc(n ? n : 1, sizeof *ws);
-    size_t k = 0;
-    for (size_t i = 0; ws && i < m->n_apps; i++) {
-        k += app_collect_workers(m->apps[i], ws + k, n - k);
-    }
-    struct shutdown_timeouts t;
-    shutdown_timeouts_from_config(&t, m->cfg, m->cfg->shutdown_timeout_ms);
-    if (!ws || shutdown_start(&m->shutdowns, NULL, ws, k, &t, master_on_phase,
-                              master_on_shutdown_done, m,
-                              &m->shutdown) < 0) {
-        log_error("cannot start the shutdown phases: out of memory; killing the workers");
-        fast = true;
-    }
-    free(ws);
+    /* Out of memory for the tiers: one tier, all at once, as without depends_on. */
+    m->stop_tiers = calloc(m->n_apps ? m->n_apps : 1, sizeof *m->stop_tiers);
+    m->stop_tier = 0;
+    m->stop_tier_last = m->stop_tiers ? apporder_stop_tiers(m->apps, m->n_apps, m->stop_tiers)
+                                      : 0;
+    master_stop_tier(m);
     ev_timer_set(&m->shutdown_w, (double)m->cfg->shutdown_timeout_ms / 1000.0 + MASTER_KILL_GRACE,
                  0.);
     ev_timer_start(m->loop, &m->shutdown_w);
@@ -704,6 +746,7 @@ static void master_teardown(struct master *m)
     free(m->pages[0].body);
     free(m->pages[1].body);
     free(m->state_dir);
+    free(m->stop_tiers);
     config_unref(m->cfg);
 }
 
@@ -810,6 +853,7 @@ int master_run(struct config *cfg, const struct master_extensions *ext)
     sweep_init(&m->sweep, m->loop);
     m->shutdowns = (struct shutdown_set){m->loop, NULL};
     m->state = MASTER_STARTING;
+    apporder_init(&m->order, &m->apps, &m->n_apps, &m->running, &m->sweep);
     if (master_setup(m) < 0) {
         master_give_back(m, "the new image could not set up what it was handed");
         goto out;
@@ -825,7 +869,10 @@ int master_run(struct config *cfg, const struct master_extensions *ext)
         }
     } else {
         for (size_t i = 0; i < m->n_apps; i++) {
-            (void)app_start(m->apps[i], NULL); /* bound by app_new: nothing can fail */
+            if (m->apps[i]->state == APP_STOPPED && !m->apps[i]->waiting_for[0]) {
+                /* bound by app_new: nothing can fail; a dependency may have started it */
+                (void)apporder_start(&m->order, m->apps[i], NULL);
+            }
         }
     }
     ev_run(m->loop, 0);

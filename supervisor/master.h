@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "app.h"
+#include "apporder.h"
 #include "config.h"
 #include "wire.h"
 #include "shutdown.h"
@@ -91,6 +92,11 @@ struct master {
     bool running;               /* state == MASTER_RUNNING, for the apps */
     bool ready_logged;          /* "every app has its workers ready", said once */
     struct shutdown *shutdown;  /* the supervisor's phase run, while it lasts */
+    unsigned *stop_tiers;       /* depends_on: each app's stop tier (apporder.h), while stopping */
+    ev_tstamp stop_began;       /* when the shutdown was initiated */
+    unsigned stop_tier;         /* the tier whose phase run is in progress ... */
+    unsigned stop_tier_last;    /* ... and the last one, which the observers are told of */
+    struct apporder order;      /* depends_on: who starts when */
     struct shutdown_set shutdowns;  /* every phase run in progress */
     struct app_host host;       /* what every app gets of the master */
     ev_tstamp started_at;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "cfgdiff.h"
 #include "events.h"
 #include "log.h"
 #include "master.h"
@@ -98,8 +99,14 @@ static void reconfig_app_error(struct reconfig *mr, const char *app, const char 
     mr->ok = false;
 }
 
-int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn report,
-                    void *data, char **ret_error)
+/*
+ * The file a reload would bring, validated as a reload validates it: a new reference in *ret, or
+ * -errno with the message in *ret_error (malloc'd). record: a rejected file is a
+ * config_rejected event (a real reload), or only a log record (a dry run changes nothing, not
+ * even the event ring).
+ */
+static int reconfig_load(struct master *m, const char *app_name, bool record, struct config **ret,
+                         char **ret_error)
 {
     struct config *cfg = NULL;
     struct config_error err = {0};
@@ -120,10 +127,14 @@ int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn r
         if (r < 0) {
             char msg[1024];
             config_error_format(&err, msg, sizeof msg);
-            event_record(EVENT_CONFIG_REJECTED, LOG_ERROR, LOG_MASTER,
-                         json_pack("{s:s, s:s, s:i, s:s}", "file", err.file, "key", err.key,
-                                   "line", (int)err.line, "error", err.message),
-                         "reload rejected, nothing changed: %s", msg);
+            if (record) {
+                event_record(EVENT_CONFIG_REJECTED, LOG_ERROR, LOG_MASTER,
+                             json_pack("{s:s, s:s, s:i, s:s}", "file", err.file, "key", err.key,
+                                       "line", (int)err.line, "error", err.message),
+                             "reload rejected, nothing changed: %s", msg);
+            } else {
+                log_info("reload dry run: the config is invalid: %s", msg);
+            }
             *ret_error = strdup(msg);
             return -EINVAL;
         }
@@ -137,6 +148,18 @@ int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn r
         }
         config_unref(cfg);
         return -ENOENT;
+    }
+    *ret = cfg;
+    return 0;
+}
+
+int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn report,
+                    void *data, char **ret_error)
+{
+    struct config *cfg = NULL;
+    int r = reconfig_load(m, app_name, true, &cfg, ret_error);
+    if (r < 0) {
+        return r;
     }
     struct reconfig *mr = calloc(1, sizeof *mr);
     if (!mr || !(mr->apps = json_array())) {
@@ -236,5 +259,73 @@ int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn r
     }
     config_unref(cfg);
     reconfig_release(mr);
+    return 0;
+}
+
+/* One app's entry of a dry run: what reconfig_reload() would do with it, and the changes. */
+static json_t *reconfig_dry_app(struct app *app, const struct config_app *ca)
+{
+    if (!app || !ca) {
+        return json_pack("{s:s, s:s, s:[]}", "app", app ? app->name : ca ? ca->name : "?",
+                         "action", app ? "remove" : "add", "changes");
+    }
+    json_t *changes = cfgdiff_app(app->cfg, ca);
+    if (!changes) {
+        return NULL;
+    }
+    enum app_verdict v = app_state_accepts(app->state, app->replacing != NULL, APP_CMD_RELOAD);
+    const char *action = v == APP_KEEP ? "update" : v == APP_TAKE ? "roll" : "refused";
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:o}", "app", app->name, "action",
+                          action, "state", app_state_to_string(app->state), "rolling",
+                          cfgdiff_needs_rolling(changes), "generation",
+                          (json_int_t)app->generation, "workers", (json_int_t)app->n_slots,
+                          "changes", changes);
+    if (o && v == APP_TAKE) {
+        /* What a reload does today: every worker is replaced, in-place changes included. */
+        json_object_set_new(o, "new_generation", json_integer((json_int_t)app->generation + 1));
+    }
+    if (o && v != APP_TAKE && v != APP_KEEP) {
+        char why[160];
+        snprintf(why, sizeof why, "busy with a %s; try again when it is done",
+                 app_busy_with(app));
+        json_object_set_new(o, "error", json_string(why));
+    }
+    return o;
+}
+
+int reconfig_dry_run(struct master *m, const char *app_name, json_t **ret, char **ret_error)
+{
+    struct config *cfg = NULL;
+    int r = reconfig_load(m, app_name, false, &cfg, ret_error);
+    if (r < 0) {
+        return r;
+    }
+    json_t *apps = json_array();
+    json_t *res = NULL;
+    r = apps ? 0 : -ENOMEM;
+    for (size_t i = 0; r == 0 && i < cfg->n_apps; i++) {
+        const struct config_app *ca = &cfg->apps[i];
+        if (!app_name || strcmp(ca->name, app_name) == 0) {
+            r = json_array_append_new(apps, reconfig_dry_app(master_app_find(m, ca->name), ca));
+        }
+    }
+    for (size_t i = 0; r == 0 && !app_name && i < m->n_apps; i++) {
+        struct app *app = m->apps[i];
+        if (!config_app_find(cfg, app->name) && !app->removed) {
+            r = json_array_append_new(apps, reconfig_dry_app(app, NULL));
+        }
+    }
+    if (r == 0) {
+        json_t *sup = app_name ? json_array() : cfgdiff_supervisor(m->cfg, cfg);
+        res = json_pack("{s:b, s:b, s:s*, s:O, s:o*}", "ok", 1, "dry_run", 1, "file",
+                        m->cfg->path, "apps", apps, "supervisor", sup);
+    }
+    json_decref(apps);
+    config_unref(cfg);
+    if (!res) {
+        *ret_error = strdup("out of memory");
+        return -ENOMEM;
+    }
+    *ret = res;
     return 0;
 }

@@ -24,3 +24,12 @@ int reconfig_reload(struct master *m, const char *app_name, reconfig_report_fn r
 
 /* The requester data went away: no more reports to it. */
 void reconfig_forget(struct master *m, void *data);
+
+/*
+ * What reconfig_reload() would do, changing nothing (`droverctl reload --dry-run`): the file is
+ * read and validated the same way (the same -errno and *ret_error for an invalid one), then
+ * *ret gets {"ok":true,"dry_run":true,"apps":[..],"supervisor":[..]} with, per app, its
+ * "action" (roll, add, remove, update: a stopped app takes the config at its next start,
+ * refused: busy) and its "changes" (cfgdiff.h). Returns 0 or -errno.
+ */
+int reconfig_dry_run(struct master *m, const char *app_name, json_t **ret, char **ret_error);

@@ -147,12 +147,24 @@ json_t *status_app_json(struct app *app, double now)
                             json_integer((json_int_t)app->restarts[r]));
     }
     o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:O, s:I, s:O}", "name", app->name, "state",
-                  app_state_to_string(app->state), "generation", (json_int_t)app->generation,
+                  /* depends_on: stopped in the table, "waiting" to a person (apporder.h) */
+                  app->waiting_for[0] ? "waiting" : app_state_to_string(app->state),
+                  "generation", (json_int_t)app->generation,
                   "wanted", (json_int_t)app->n_slots, "ready",
                   (json_int_t)app_ready_count(app), "restarts", restarts, "log_dropped",
                   (json_int_t)app->log_dropped, "workers", workers);
     if (o) {
         json_object_set_new(o, "listen", status_listen_json(app));
+        if (app->waiting_for[0]) {
+            json_object_set_new(o, "waiting_for", json_string(app->waiting_for));
+        }
+        if (app->cfg->n_depends_on > 0) {
+            json_t *deps = json_array();
+            for (size_t i = 0; deps && i < app->cfg->n_depends_on; i++) {
+                json_array_append_new(deps, json_string(app->cfg->depends_on[i]));
+            }
+            json_object_set_new(o, "depends_on", deps);
+        }
         if (app_is_autoscaled(app)) {
             json_object_set_new(o, "autoscale",
                                 json_pack("{s:I, s:I, s:b}", "min", (json_int_t)app->cfg->workers,

@@ -1258,6 +1258,36 @@ static void test_quick_errors(void **state)
                              "expected 0 to 65535");
 }
 
+/* ---- depends_on ---- */
+
+static void test_depends_on(void **state)
+{
+    struct config *cfg = load_ok("[app:web]\ncommand = ./web\ndepends_on = db, cache\n"
+                                 "[app:db]\ncommand = ./db\n[app:cache]\ncommand = ./c\n"
+                                 "depends_on = db\n");
+    const struct config_app *web = config_app_find(cfg, "web");
+    assert_int_equal(web->n_depends_on, 2);
+    assert_string_equal(web->depends_on[0], "db");
+    assert_string_equal(web->depends_on[1], "cache");
+    assert_int_equal(config_app_find(cfg, "db")->n_depends_on, 0);
+    config_free(cfg);
+    cfg = load_ok("[app:a]\ncommand = ./a\ndepends_on =\n");
+    assert_int_equal(cfg->apps[0].n_depends_on, 0);
+    config_free(cfg);
+
+    load_bad("[app:web]\ncommand = ./web\n\ndepends_on = db\n", 4, "depends_on",
+             "app 'web' depends on 'db', which is not an app in this file");
+    load_bad("[app:a]\ncommand = ./a\ndepends_on = b\n[app:b]\ncommand = ./b\n"
+             "depends_on = c\n[app:c]\ncommand = ./c\ndepends_on = a\n", 3, "depends_on",
+             "a dependency cycle: a -> b -> c -> a");
+    load_bad("[app:a]\ncommand = ./a\ndepends_on = a\n", 3, "depends_on",
+             "a dependency cycle: a -> a");
+    load_bad("[app:a]\ncommand = ./a\ndepends_on = b, b\n[app:b]\ncommand = ./b\n", 3,
+             "depends_on", "'b' is named twice");
+    load_bad("[app:a]\ncommand = ./a\ndepends_on = b/c\n", 3, "depends_on",
+             "'b/c' is not an app name");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1291,6 +1321,7 @@ int main(void)
         cmocka_unit_test(test_enum_strings),
         cmocka_unit_test(test_quick),
         cmocka_unit_test(test_quick_errors),
+        cmocka_unit_test(test_depends_on),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

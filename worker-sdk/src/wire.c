@@ -581,8 +581,14 @@ int wire_request_parse(const char *line, size_t len, struct wire_request *ret,
     }
 
     switch (q.cmd) {
-    case WIRE_CMD_STATUS:
     case WIRE_CMD_RELOAD:
+        if (member_bool(root, "dry_run", &q.dry_run) < 0) {
+            r = -EPROTO;
+            error = "\"dry_run\" must be a boolean";
+            goto out;
+        }
+        break;
+    case WIRE_CMD_STATUS:
     case WIRE_CMD_STOP:
     case WIRE_CMD_START:
     case WIRE_CMD_COUNT:
@@ -717,6 +723,11 @@ char *wire_request_format(const struct wire_request *req, size_t *ret_len)
         goto out;
     }
     switch (req->cmd) {
+    case WIRE_CMD_RELOAD:
+        if (req->dry_run) {
+            r = set_new(obj, "dry_run", json_true());
+        }
+        break;
     case WIRE_CMD_RESTART:
         if (req->slot >= 0) {
             r = set_new(obj, "slot", json_integer(req->slot));

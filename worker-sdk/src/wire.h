@@ -139,6 +139,7 @@ struct wire_request {
     int64_t since;  /* events: only those after this seq; 0 = every one kept */
     char *format;   /* metrics: "text" (default) or "json" */
     char *binary;   /* upgrade: the program to execute; NULL = drover's own path */
+    bool dry_run;   /* reload: say what would change, change nothing */
 };
 
 /* Sets the defaults: no app, slot -1, count 0, lines -1, no follow, no format. */
@@ -149,7 +150,8 @@ void wire_request_init(struct wire_request *req, enum wire_cmd cmd);
  * (a static string) for invalid JSON, a missing or unknown "cmd" ("unknown command"), or an
  * ill-typed or missing argument; -EMSGSIZE ("request too long") for a line over
  * WIRE_CONTROL_LINE_MAX. Only the keys the command uses are read; others are ignored.
- *   status, reload, stop   app optional
+ *   status, stop           app optional
+ *   reload                 app optional, dry_run optional
  *   start                  app required
  *   restart                app required, slot optional (>= 0)
  *   scale                  app and count required (or auto: true, then no count); relative
