@@ -873,8 +873,15 @@ int admin_save(struct admin *a, struct handover *h)
     if (!a) {
         return 0;
     }
-    json_t *saved = json_pack("{s:o, s:b}", "fd", handover_fd(h, a->l.fd), "created_path",
-                              a->l.created_path);
+    json_t *ring = json_array();
+    for (size_t i = 0; ring && i < a->samples.n; i++) {
+        const struct sample *x = samples_get(&a->samples, i);
+        json_array_append_new(ring, json_pack("[f,f,f,f,f]", x->ts, x->requests, x->restarts,
+                                              x->rss_bytes, x->workers));
+    }
+    /* The status page's charts go on across the upgrade too. */
+    json_t *saved = json_pack("{s:o, s:b, s:o*}", "fd", handover_fd(h, a->l.fd), "created_path",
+                              a->l.created_path, "samples", ring);
     return saved && json_object_set_new(handover_doc(h), "admin", saved) == 0 ? 0 : -ENOMEM;
 }
 
@@ -938,6 +945,16 @@ int admin_open(struct master *m, struct admin **ret)
     a->timer_w.data = a;
     admin_rearm(a);
     samples_init(&a->samples);
+    size_t si;
+    json_t *sv;
+    json_array_foreach(json_object_get(saved, "samples"), si, sv) {
+        struct sample x = {json_real_value(json_array_get(sv, 0)),
+                           json_real_value(json_array_get(sv, 1)),
+                           json_real_value(json_array_get(sv, 2)),
+                           json_real_value(json_array_get(sv, 3)),
+                           json_real_value(json_array_get(sv, 4))};
+        samples_add(&a->samples, &x);
+    }
     ev_timer_init(&a->sample_w, admin_on_sample, 1., SAMPLES_INTERVAL_S);
     a->sample_w.data = a;
     ev_timer_start(m->loop, &a->sample_w);

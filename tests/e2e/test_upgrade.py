@@ -152,9 +152,14 @@ def test_status_shows_the_new_version_and_state_survives(drover):
     logs0 = dr.ctl("logs", "web").stdout
     assert "serving on" in logs0
 
+    def page_samples():
+        return json.loads(h.http_get(admin, "/status/samples.json")[1])["samples"]
+
+    kept = h.wait_until(page_samples, 10, what="a status page sample")
     rc, reply = upgrade(dr, NEXT)
     assert rc == 0, reply
     assert reply["from"] != reply["version"] and reply["version"].endswith("+next")
+    assert page_samples()[:len(kept)] == kept  # the status page's charts came along
     r = dr.ctl("status")
     assert "+next" in r.stdout, r.stdout
     st1 = dr.status()
