@@ -10,7 +10,9 @@
 #include "handover.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -233,13 +235,39 @@ static void handover_env_free(char **env)
     free(env);
 }
 
+static void handover_cloexec_all(void)
+{
+    if (close_range(3, ~0u, CLOSE_RANGE_CLOEXEC) == 0) {
+        return;
+    }
+    DIR *d = opendir("/proc/self/fd"); /* kernels before 5.11 */
+    if (!d) {
+        return;
+    }
+    int self = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != self) {
+            (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+    }
+    closedir(d);
+}
+
 /* The exec itself: state_fd and the named descriptors inheritable, then execve or fexecve. */
 static int handover_do_exec(const json_t *fds, int state_fd, const char *path, int exe_fd,
-                            int give_exe_fd, const char *failed)
+                            int give_exe_fd, const char *failed, bool sweep)
 {
     char **env = handover_env(state_fd, give_exe_fd, failed);
     if (!env) {
         return -ENOMEM;
+    }
+    /* Nothing else survives the exec, whatever a library left inheritable (libcurl's wakeup
+     * socketpair is one): everything above stderr becomes close-on-exec first. Not when the
+     * state could not even be read: what arrived is then exactly what must go back. */
+    if (sweep) {
+        handover_cloexec_all();
     }
     handover_set_inherit(fds, true);
     (void)fcntl(state_fd, F_SETFD, 0);
@@ -278,7 +306,7 @@ int handover_exec(struct handover *h, const char *path)
     }
     /* The next image gets our binary's handle, to give the state back to us. */
     return handover_do_exec(h->fds, h->mem_fd, path, handover_self.self_fd,
-                            handover_self.self_fd, NULL);
+                            handover_self.self_fd, NULL, true);
 }
 
 void handover_free(struct handover *h)
@@ -435,7 +463,7 @@ int handover_give_back(struct handover *h, const char *why)
     }
     json_t *none = json_array();
     int r = handover_do_exec(h ? h->fds : none, handover_self.state_fd, NULL,
-                             handover_self.prev_fd, -1, why);
+                             handover_self.prev_fd, -1, why, h != NULL);
     json_decref(none);
     return r;
 }

@@ -97,6 +97,7 @@ class Scraper:
 def test_ten_upgrades_under_load_keep_every_worker_and_counter(drover, keepalive):
     dr, addr, admin = start(drover)
     pids = worker_pids(dr)
+    fds_before = sorted(os.listdir(f"/proc/{dr.pid}/fd"))
     seconds = 8
     args = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--timeout", "5s", f"http://{addr}/"]
     if not keepalive:
@@ -123,6 +124,11 @@ def test_ten_upgrades_under_load_keep_every_worker_and_counter(drover, keepalive
     assert scraper.resets == [], f"counter went down on /metrics: {scraper.resets}"
     assert scraper.samples > 20
     assert dr.proc.poll() is None and dr.pid == dr.proc.pid
+    # Nothing survives an exec but what the state names: no descriptor leaks from one image to
+    # the next (numbers may differ; how many may not grow).
+    h.wait_until(lambda: len(os.listdir(f"/proc/{dr.pid}/fd")) <= len(fds_before), 5,
+                 what=f"the master's {len(fds_before)} fds "
+                      f"(now {sorted(os.listdir(f'/proc/{dr.pid}/fd'))})")
     st = dr.status()
     assert st["version"] == h.run([h.DROVER, "--version"]).stdout.split()[1]
     _, ups = counters(admin)
