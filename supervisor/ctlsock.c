@@ -430,6 +430,22 @@ static void ctlsock_on_accept(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- the socket ---- */
 
+/* The listening socket fd is c's: accepting from the loop from now on. */
+static void ctlsock_watch(struct ctlsock *c, struct ev_loop *loop, int fd,
+                          const struct ctlsock_ops *ops, void *owner)
+{
+    c->loop = loop;
+    c->ops = ops;
+    c->owner = owner;
+    c->fd = fd;
+    c->refused_logged_at = -1e9;
+    ev_io_init(&c->accept_w, ctlsock_on_accept, fd, EV_READ);
+    c->accept_w.data = c;
+    ev_io_start(loop, &c->accept_w);
+    ev_init(&c->pause_w, ctlsock_on_pause);
+    c->pause_w.data = c;
+}
+
 /* Creates the missing directories above path, mode 0700: the socket's directory is private. */
 static int ctlsock_mkparents(const char *path, char **ret_failed)
 {
@@ -543,18 +559,9 @@ int ctlsock_open(struct ev_loop *loop, const char *path, const struct ctlsock_op
         log_error("control socket: out of memory");
         goto out;
     }
-    c->loop = loop;
-    c->ops = ops;
-    c->owner = owner;
-    c->fd = fd;
     c->dev = st.st_dev;
     c->ino = st.st_ino;
-    c->refused_logged_at = -1e9;
-    ev_io_init(&c->accept_w, ctlsock_on_accept, fd, EV_READ);
-    c->accept_w.data = c;
-    ev_io_start(loop, &c->accept_w);
-    ev_init(&c->pause_w, ctlsock_on_pause);
-    c->pause_w.data = c;
+    ctlsock_watch(c, loop, fd, ops, owner);
     *ret = c;
     c = NULL;
     fd = -1;
@@ -642,16 +649,7 @@ int ctlsock_adopt(struct ev_loop *loop, const char *path, int fd, const struct c
         c->dev = st.st_dev;
         c->ino = st.st_ino;
     }
-    c->loop = loop;
-    c->ops = ops;
-    c->owner = owner;
-    c->fd = fd;
-    c->refused_logged_at = -1e9;
-    ev_io_init(&c->accept_w, ctlsock_on_accept, fd, EV_READ);
-    c->accept_w.data = c;
-    ev_io_start(loop, &c->accept_w);
-    ev_init(&c->pause_w, ctlsock_on_pause);
-    c->pause_w.data = c;
+    ctlsock_watch(c, loop, fd, ops, owner);
     *ret = c;
     return 0;
 }

@@ -958,6 +958,33 @@ static const char *worker_path_env(const struct config_app *cfg)
     return getenv("PATH");
 }
 
+/* A worker of spec with nothing open yet: starting, not condemned, every fd -1. */
+static struct worker *worker_new(const struct worker_spec *spec, const struct worker_ops *ops,
+                                 void *owner)
+{
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        return NULL;
+    }
+    w->ops = ops;
+    w->owner = owner;
+    w->loop = spec->loop;
+    w->logbuf = spec->logbuf;
+    w->metrics = spec->metrics;
+    w->log_dropped = spec->log_dropped;
+    w->cfg_owner = config_ref(spec->cfg_owner);
+    w->cfg = spec->cfg;
+    w->slot = spec->slot;
+    w->generation = spec->generation;
+    w->errpipe_fd = -1;
+    w->stat_fd = -1;
+    w->out[0].fd = w->out[1].fd = -1;
+    w->ch.fd = -1;
+    w->state = WORKER_STARTING;
+    w->condemned = WORKER_REASON_NONE;
+    return w;
+}
+
 int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, void *owner,
                  struct worker **ret)
 {
@@ -971,27 +998,11 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
     const char *what = "malloc";
     int r = -ENOMEM;
 
-    struct worker *w = calloc(1, sizeof *w);
+    struct worker *w = worker_new(spec, ops, owner);
     if (!w) {
         goto out;
     }
     w->id = worker_next_id++;
-    w->ops = ops;
-    w->owner = owner;
-    w->loop = loop;
-    w->logbuf = spec->logbuf;
-    w->metrics = spec->metrics;
-    w->log_dropped = spec->log_dropped;
-    w->cfg_owner = config_ref(spec->cfg_owner);
-    w->cfg = cfg;
-    w->slot = spec->slot;
-    w->generation = spec->generation;
-    w->errpipe_fd = -1;
-    w->stat_fd = -1;
-    w->out[0].fd = w->out[1].fd = -1;
-    w->ch.fd = -1;
-    w->state = WORKER_STARTING;
-    w->condemned = WORKER_REASON_NONE;
 
     what = "pipe2";
     if ((r = worker_pipe(out_pipe)) < 0 || (r = worker_pipe(err_pipe)) < 0) {
@@ -1248,25 +1259,14 @@ int worker_adopt(const struct worker_spec *spec, const json_t *saved, struct han
     if (pid <= 0 || (state != WORKER_STARTING && state != WORKER_READY)) {
         return -EPROTO;
     }
-    struct worker *w = calloc(1, sizeof *w);
+    struct worker *w = worker_new(spec, ops, owner);
     if (!w) {
         return -ENOMEM;
     }
-    w->ops = ops;
-    w->owner = owner;
-    w->loop = loop;
-    w->logbuf = spec->logbuf;
-    w->metrics = spec->metrics;
-    w->log_dropped = spec->log_dropped;
-    w->cfg_owner = config_ref(spec->cfg_owner);
-    w->cfg = spec->cfg;
-    w->slot = spec->slot;
-    w->generation = spec->generation;
     w->id = (uint64_t)json_integer_value(json_object_get(saved, "id"));
     worker_ids_continue(w->id + 1);
     w->pid = w->last_pid = (pid_t)pid;
     w->state = state;
-    w->condemned = WORKER_REASON_NONE;
     w->started_at = json_real_value(json_object_get(saved, "started_at"));
     w->ready_at = json_real_value(json_object_get(saved, "ready_at"));
     w->alive_at = json_real_value(json_object_get(saved, "alive_at"));
@@ -1279,10 +1279,6 @@ int worker_adopt(const struct worker_spec *spec, const json_t *saved, struct han
     w->niced_thread = json_is_true(json_array_get(json_object_get(saved, "niced"), 1));
     const char *status = json_string_value(json_object_get(saved, "status_text"));
     w->status_text = status ? strdup(status) : NULL;
-    w->errpipe_fd = -1;
-    w->stat_fd = -1;
-    w->ch.fd = -1;
-    w->out[0].fd = w->out[1].fd = -1;
 
     int fds[4];
     for (size_t i = 0; i < 4; i++) {
