@@ -377,3 +377,7 @@ def test_the_upgraded_drover_reloads_the_config_file(drover):
     after = worker_pids(dr)
     assert not set(before) & set(after)
     assert all(h.proc_environ(p).get("AFTER") == "upgrade" for p in after)
+    # And it stops as any drover does: six phases, exit 0.
+    dr.signal(signal.SIGTERM)
+    assert dr.wait_exit(20) == 0, dr.output()[-2000:]
+    dr.wait_record(lambda r: r.get("msg") == "drover stopped", 5, what="drover stopped")
