@@ -116,9 +116,10 @@ def test_follow_since_and_the_counter(drover):
     assert events(drover, "--since", str(last))[0] == []
     assert [e["seq"] for e in events(drover, "--since", str(last - 1))[0]] == [last]
 
+    # Unbuffered: the reply's readline() below must not take the event lines with it.
     follower = subprocess.Popen([str(h.DROVERCTL), "-s", drover.control_socket, "--json",
                                  "events", "-f", "--since", str(last)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
         # The reply comes first, then the follow stream.
         line = follower.stdout.readline()
@@ -126,14 +127,20 @@ def test_follow_since_and_the_counter(drover):
         t0 = time.monotonic()
         os.kill(drover.workers()[0], signal.SIGKILL)
         seen = []
-        while time.monotonic() - t0 < h.scaled(10):
-            ready, _, _ = select.select([follower.stdout], [], [], 0.5)
+        # Read the raw fd: a buffered readline() may take several lines at once, and select()
+        # then never sees the ones already buffered.
+        fd, buf = follower.stdout.fileno(), b""
+        while time.monotonic() - t0 < h.scaled(10) and "worker_ready" not in seen:
+            ready, _, _ = select.select([fd], [], [], 0.5)
             if not ready:
                 continue
-            ev = json.loads(follower.stdout.readline())["event"]
-            seen.append(ev["type"])
-            if ev["type"] == "worker_ready":
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
+            buf += chunk
+            while b"\n" in buf and "worker_ready" not in seen:
+                line, buf = buf.split(b"\n", 1)
+                seen.append(json.loads(line)["event"]["type"])
         assert seen[:1] == ["worker_exit"] and "worker_start" in seen and \
             seen[-1] == "worker_ready", seen
     finally:
