@@ -250,20 +250,17 @@ static const struct worker_ops app_worker_ops = {
 };
 
 /* Starts a worker of the app's current config and generation in slot. */
-static int app_spawn(struct app *app, unsigned slot, bool surge, struct worker **ret)
+/* What a worker of the app's current config in slot is started (or taken over) with; fds: one
+ * per listen address, or NULL for a worker that is not being spawned. */
+static struct worker_spec app_spec(struct app *app, unsigned slot, unsigned generation,
+                                   const int *fds)
 {
-    const struct config_app *cfg = app->cfg;
-    int fds[CONFIG_LISTEN_MAX];
-    for (size_t i = 0; i < cfg->n_listen && i < CONFIG_LISTEN_MAX; i++) {
-        const struct listener *l = app_listener_find(app, &cfg->listen[i]);
-        fds[i] = l ? l->fd : -1;
-    }
-    struct worker_spec spec = {
+    return (struct worker_spec){
         .loop = app->host->loop,
         .cfg_owner = app->cfg_owner,
-        .cfg = cfg,
+        .cfg = app->cfg,
         .slot = slot,
-        .generation = app->generation,
+        .generation = generation,
         .listen_fds = fds,
         .null_fd = app->host->null_fd,
         .notify_path = app->host->notify_path,
@@ -276,8 +273,19 @@ static int app_spawn(struct app *app, unsigned slot, bool surge, struct worker *
         .logbuf = app->logbuf,
         .log_dropped = &app->log_dropped,
         .metrics = app->metrics,
-        .surge = surge,
     };
+}
+
+static int app_spawn(struct app *app, unsigned slot, bool surge, struct worker **ret)
+{
+    const struct config_app *cfg = app->cfg;
+    int fds[CONFIG_LISTEN_MAX];
+    for (size_t i = 0; i < cfg->n_listen && i < CONFIG_LISTEN_MAX; i++) {
+        const struct listener *l = app_listener_find(app, &cfg->listen[i]);
+        fds[i] = l ? l->fd : -1;
+    }
+    struct worker_spec spec = app_spec(app, slot, app->generation, fds);
+    spec.surge = surge;
     struct worker *w = NULL;
     int r = worker_start(&spec, &app_worker_ops, app, &w);
     if (r < 0) {
@@ -874,7 +882,6 @@ json_t *app_save(const struct app *app, struct handover *h)
     if (!o) {
         return NULL;
     }
-    ev_tstamp now = ev_now(app->host->loop);
     for (unsigned i = 0; i < app->n_slots; i++) {
         const struct slot *s = app->slots[i];
         double left = ev_is_active(&s->restart_w)
@@ -904,7 +911,6 @@ json_t *app_save(const struct app *app, struct handover *h)
                                         "backlog", l->backlog, "somaxconn", l->somaxconn));
     }
     logbuf_foreach_last(app->logbuf, -1, app_save_line, logs);
-    (void)now;
     return o;
 }
 
@@ -1008,20 +1014,9 @@ int app_resume(struct app *app)
         return r;
     }
     json_array_foreach(json_object_get(saved, "workers"), i, v) {
-        unsigned slot = (unsigned)json_integer_value(json_object_get(v, "slot"));
-        int fds[CONFIG_LISTEN_MAX];
-        const struct config_app *cfg = app->cfg;
-        for (size_t k = 0; k < cfg->n_listen && k < CONFIG_LISTEN_MAX; k++) {
-            const struct listener *l = app_listener_find(app, &cfg->listen[k]);
-            fds[k] = l ? l->fd : -1;
-        }
-        struct worker_spec spec = {
-            .loop = loop, .cfg_owner = app->cfg_owner, .cfg = cfg, .slot = slot,
-            .generation = (unsigned)json_integer_value(json_object_get(v, "generation")),
-            .listen_fds = fds, .null_fd = app->host->null_fd,
-            .notify_path = app->host->notify_path, .state_dir = app->state_dir,
-            .logbuf = app->logbuf, .log_dropped = &app->log_dropped, .metrics = app->metrics,
-        };
+        struct worker_spec spec =
+            app_spec(app, (unsigned)json_integer_value(json_object_get(v, "slot")),
+                     (unsigned)json_integer_value(json_object_get(v, "generation")), NULL);
         struct worker *w = NULL;
         r = worker_adopt(&spec, v, h, &app_worker_ops, app, &w);
         if (w) {

@@ -718,19 +718,17 @@ static void control_answer_upgrade(struct control *c, int fd)
         return;
     }
     struct client *cl = ctlconn_client(cn);
-    const json_t *up = handover_get(handover_incoming(), "upgrade");
-    const char *back = handover_given_back();
-    const char *from = json_string_value(json_object_get(up, "from"));
-    double ms = (ev_time() - json_real_value(json_object_get(up, "at"))) * 1000.0;
-    if (back) {
+    struct upgrade_outcome o;
+    upgrade_outcome(&o);
+    if (o.given_back) {
         char msg[600];
-        snprintf(msg, sizeof msg, "upgrade rolled back: %s", back);
+        snprintf(msg, sizeof msg, "upgrade rolled back: %s", o.given_back);
         client_reply(cl, json_pack("{s:b, s:s, s:s}", "ok", 0, "error", msg, "result",
                                    "rolled_back"));
     } else {
         client_reply(cl, json_pack("{s:b, s:s, s:s, s:s, s:I, s:f}", "ok", 1, "result", "done",
-                                   "from", from ? from : "?", "version", drover_version, "pid",
-                                   (json_int_t)getpid(), "took_ms", ms));
+                                   "from", o.from, "version", drover_version, "pid",
+                                   (json_int_t)getpid(), "took_ms", o.took_ms));
     }
 }
 

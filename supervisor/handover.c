@@ -2,7 +2,7 @@
  * handover: see handover.h.
  *
  * The wire: DROVER_HANDOVER=FD names a memfd holding "drover-handover VERSION LENGTH SUM\n"
- * and then LENGTH bytes of JSON (SUM: FNV-1a 64 of them, in hex). DROVER_HANDOVER_EXE=FD is the
+ * and then LENGTH bytes of JSON (SUM: their htab_hash(), in hex). DROVER_HANDOVER_EXE=FD is the
  * previous image's binary, for a give-back; DROVER_HANDOVER_FAILED=WHY marks a state given back.
  * The document's "fds" lists every descriptor it names, so whoever reads it can make them
  * inheritable again for a give-back, or close those nobody took.
@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "htab.h"
 #include "version.h"
 
 #define HANDOVER_ENV "DROVER_HANDOVER"
@@ -46,13 +47,11 @@ static struct {
     struct handover *incoming;
 } handover_self = {.self_fd = -1, .prev_fd = -1, .state_fd = -1};
 
-static uint64_t handover_sum(const char *p, size_t n)
+static void handover_unsetenv(void)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    }
-    return h;
+    unsetenv(HANDOVER_ENV);
+    unsetenv(HANDOVER_ENV_EXE);
+    unsetenv(HANDOVER_ENV_FAILED);
 }
 
 static int env_fd(const char *name)
@@ -77,9 +76,7 @@ int handover_init(char **argv)
         handover_self.given_back = strdup(failed);
     }
     /* Nothing of it may reach a worker or the next image by accident. */
-    unsetenv(HANDOVER_ENV);
-    unsetenv(HANDOVER_ENV_EXE);
-    unsetenv(HANDOVER_ENV_FAILED);
+    handover_unsetenv();
     if (handover_self.prev_fd >= 0) {
         (void)fcntl(handover_self.prev_fd, F_SETFD, FD_CLOEXEC);
     }
@@ -149,7 +146,7 @@ static int handover_write(json_t *doc)
     size_t len = strlen(body);
     char head[96];
     int hn = snprintf(head, sizeof head, "drover-handover %u %zu %016" PRIx64 "\n",
-                      drover_handover_version, len, handover_sum(body, len));
+                      drover_handover_version, len, htab_hash(body, len));
     int fd = memfd_create("drover-handover", MFD_CLOEXEC);
     int r = fd < 0 ? -errno : 0;
     const char *parts[2] = {head, body};
@@ -180,59 +177,20 @@ static int handover_write(json_t *doc)
     return fd;
 }
 
-/* The environment of the next image: ours plus the handover's variables. */
-static char **handover_env(int state_fd, int exe_fd, const char *failed)
+/* The handover's variables in our environment, for the exec (removed again should it fail). */
+static int handover_setenv(int state_fd, int exe_fd, const char *failed)
 {
-    extern char **environ;
-    size_t n = 0;
-    while (environ[n]) {
-        n++;
+    char num[24];
+    snprintf(num, sizeof num, "%d", state_fd);
+    if (setenv(HANDOVER_ENV, num, 1) < 0) {
+        return -errno;
     }
-    char **env = calloc(n + 4, sizeof *env);
-    if (!env) {
-        return NULL;
+    snprintf(num, sizeof num, "%d", exe_fd);
+    if ((exe_fd >= 0 && setenv(HANDOVER_ENV_EXE, num, 1) < 0) ||
+        (failed && setenv(HANDOVER_ENV_FAILED, failed, 1) < 0)) {
+        return -errno;
     }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        env[k++] = environ[i];
-    }
-    char *extra[3] = {NULL, NULL, NULL};
-    bool ok = asprintf(&extra[0], HANDOVER_ENV "=%d", state_fd) > 0;
-    if (ok && exe_fd >= 0) {
-        ok = asprintf(&extra[1], HANDOVER_ENV_EXE "=%d", exe_fd) > 0;
-    }
-    if (ok && failed) {
-        ok = asprintf(&extra[2], HANDOVER_ENV_FAILED "=%s", failed) > 0;
-    }
-    for (int i = 0; i < 3; i++) {
-        if (extra[i]) {
-            env[k++] = extra[i];
-        }
-    }
-    if (!ok) {
-        for (int i = 0; i < 3; i++) {
-            free(extra[i]);
-        }
-        free(env);
-        return NULL;
-    }
-    return env;
-}
-
-static void handover_env_free(char **env)
-{
-    extern char **environ;
-    if (!env) {
-        return;
-    }
-    size_t n = 0;
-    while (environ[n]) {
-        n++;
-    }
-    for (size_t i = n; env[i]; i++) {
-        free(env[i]);
-    }
-    free(env);
+    return 0;
 }
 
 static void handover_cloexec_all(void)
@@ -259,9 +217,10 @@ static void handover_cloexec_all(void)
 static int handover_do_exec(const json_t *fds, int state_fd, const char *path, int exe_fd,
                             int give_exe_fd, const char *failed, bool sweep)
 {
-    char **env = handover_env(state_fd, give_exe_fd, failed);
-    if (!env) {
-        return -ENOMEM;
+    int r = handover_setenv(state_fd, give_exe_fd, failed);
+    if (r < 0) {
+        handover_unsetenv();
+        return r;
     }
     /* Nothing else survives the exec, whatever a library left inheritable (libcurl's wakeup
      * socketpair is one): everything above stderr becomes close-on-exec first. Not when the
@@ -274,18 +233,19 @@ static int handover_do_exec(const json_t *fds, int state_fd, const char *path, i
     if (give_exe_fd >= 0) {
         (void)fcntl(give_exe_fd, F_SETFD, 0);
     }
+    extern char **environ;
     if (path) {
-        execve(path, handover_self.argv, env);
+        execve(path, handover_self.argv, environ);
     } else {
-        fexecve(exe_fd, handover_self.argv, env);
+        fexecve(exe_fd, handover_self.argv, environ);
     }
-    int r = -errno;
+    r = -errno;
     handover_set_inherit(fds, false);
     (void)fcntl(state_fd, F_SETFD, FD_CLOEXEC);
     if (give_exe_fd >= 0) {
         (void)fcntl(give_exe_fd, F_SETFD, FD_CLOEXEC);
     }
-    handover_env_free(env);
+    handover_unsetenv();
     return r;
 }
 
@@ -388,7 +348,7 @@ int handover_receive(struct handover **ret, char *why, size_t size)
         free(buf);
         return -EPROTONOSUPPORT;
     }
-    if (body_len != len - (size_t)used || handover_sum(buf + used, body_len) != sum) {
+    if (body_len != len - (size_t)used || htab_hash(buf + used, body_len) != sum) {
         snprintf(why, size, "the handed-over state fails its checksum (%zu of %zu bytes)",
                  len - (size_t)used, body_len);
         free(buf);

@@ -63,14 +63,21 @@ uint64_t upgrade_count(enum upgrade_result result)
     return upgrade_self && (unsigned)result < UPGRADE__COUNT ? upgrade_self->counts[result] : 0;
 }
 
-/* The end of a try in this image: counted, recorded, answered. */
-static void upgrade_finish(struct upgrade *u, enum upgrade_result result, const char *why)
+/* A try that ends in this image, counted and recorded (one event, which is its log record). */
+static void upgrade_record(struct upgrade *u, enum upgrade_result result, const char *binary,
+                           const char *why)
 {
     u->counts[result]++;
     json_t *f = json_pack("{s:s, s:s, s:s}", "result", upgrade_result_names[result], "binary",
-                          u->binary ? u->binary : "?", "version", drover_version);
+                          binary ? binary : "?", "version", drover_version);
     event_record(EVENT_UPGRADE, LOG_ERROR, (struct log_origin){NULL, -1, 0}, f, "upgrade %s: %s",
                  result == UPGRADE_REFUSED ? "refused" : "rolled back", why);
+}
+
+/* ... and, from a loop callback, answered. */
+static void upgrade_finish(struct upgrade *u, enum upgrade_result result, const char *why)
+{
+    upgrade_record(u, result, u->binary, why);
     if (u->answer) {
         char msg[600];
         snprintf(msg, sizeof msg, "upgrade %s: %s",
@@ -276,17 +283,8 @@ int upgrade_request(struct master *m, const char *binary, upgrade_answer_fn answ
         r = -ENOENT;
         goto refuse;
     }
-    if (access(path, X_OK) == -1) {
-        r = -errno;
-        snprintf(why, sizeof why, "cannot execute %s: %s", path, strerror(-r));
-        u->binary = strdup(path);
-        u->answer = NULL; /* answered by the caller, now */
-        upgrade_finish(u, UPGRADE_ROLLED_BACK, why);
-        char said[600];
-        snprintf(said, sizeof said, "upgrade rolled back: %s", why);
-        *ret_why = strdup(said);
-        return r;
-    }
+    /* A path that does not exist or cannot be executed is the probe's to find (its exec
+     * fails): answered, like every other failed candidate, from the loop. */
     u->binary = strdup(path);
     if (!u->binary) {
         snprintf(why, sizeof why, "out of memory");
@@ -306,14 +304,25 @@ int upgrade_request(struct master *m, const char *binary, upgrade_answer_fn answ
 
 refuse:
     if (u) {
-        u->counts[UPGRADE_REFUSED]++;
+        upgrade_record(u, UPGRADE_REFUSED, binary, why);
+    } else {
+        log_warn("upgrade refused: %s", why);
     }
-    log_warn("upgrade refused: %s", why);
     *ret_why = strdup(why);
     return r;
 }
 
 /* ---- the part ---- */
+
+void upgrade_outcome(struct upgrade_outcome *ret)
+{
+    const struct upgrade *u = upgrade_self;
+    *ret = (struct upgrade_outcome){
+        .from = u && u->outcome_from ? u->outcome_from : "?",
+        .took_ms = u ? u->outcome_ms : 0,
+        .given_back = u ? u->outcome_why : NULL,
+    };
+}
 
 static void upgrade_on_outcome(struct ev_loop *loop, ev_timer *t, int revents)
 {

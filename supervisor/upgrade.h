@@ -49,6 +49,16 @@ int upgrade_save(struct upgrade *u, struct handover *h);
 int upgrade_request(struct master *m, const char *binary, upgrade_answer_fn answer, void *asker,
                     char **ret_why);
 
+/* How this image came up from an upgrade (upgrade_open() found it in the handed-over state):
+ * from: the previous version ("?" when not known); took_ms: since the command; given_back: why
+ * the next image gave the state back, NULL on a forward upgrade. */
+struct upgrade_outcome {
+    const char *from;
+    double took_ms;
+    const char *given_back;
+};
+void upgrade_outcome(struct upgrade_outcome *ret);
+
 /* The asker is going: nobody is left to answer. */
 void upgrade_forget(void *asker);
 

@@ -985,6 +985,38 @@ static struct worker *worker_new(const struct worker_spec *spec, const struct wo
     return w;
 }
 
+/* The watchers every worker has: its process (w->pid), the spawn error pipe and its output
+ * pipes (each -1 when it has none), its /proc readings, its timers (not started). */
+static void worker_watch(struct worker *w, int errfd, int out_fd, int err_fd)
+{
+    struct ev_loop *loop = w->loop;
+    /* Watch the child before the loop can run again, so its exit is never missed. */
+    ev_child_init(&w->child_w, worker_on_exit, w->pid, 0);
+    w->child_w.data = w;
+    ev_child_start(loop, &w->child_w);
+    w->errpipe_fd = errfd;
+    if (errfd >= 0) {
+        ev_io_init(&w->errpipe_w, worker_on_errpipe, errfd, EV_READ);
+        w->errpipe_w.data = w;
+        ev_io_start(loop, &w->errpipe_w);
+    }
+    int read_ends[2] = {out_fd, err_fd};
+    for (int s = 0; s < 2; s++) {
+        w->out[s].fd = read_ends[s];
+        if (read_ends[s] >= 0) {
+            ev_io_init(&w->out[s].io_w, worker_on_output, read_ends[s], EV_READ);
+            w->out[s].io_w.data = w;
+            ev_io_start(loop, &w->out[s].io_w);
+        }
+    }
+    int sfd = procstat_open(w->pid);
+    w->stat_fd = sfd >= 0 ? sfd : -1;
+    ev_init(&w->timer_w, worker_on_timer);
+    w->timer_w.data = w;
+    ev_init(&w->watchdog_w, worker_on_watchdog);
+    w->watchdog_w.data = w;
+}
+
 int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, void *owner,
                  struct worker **ret)
 {
@@ -1078,37 +1110,13 @@ int worker_start(const struct worker_spec *spec, const struct worker_ops *ops, v
     w->last_pid = pid;
     w->started_at = ev_now(loop);
 
-    /* Watch the child before the loop can run again, so its exit is never missed. */
-    ev_child_init(&w->child_w, worker_on_exit, pid, 0);
-    w->child_w.data = w;
-    ev_child_start(loop, &w->child_w);
-
-    w->errpipe_fd = errfd;
-    errfd = -1;
-    ev_io_init(&w->errpipe_w, worker_on_errpipe, w->errpipe_fd, EV_READ);
-    w->errpipe_w.data = w;
-    ev_io_start(loop, &w->errpipe_w);
-
-    int read_ends[2] = {out_pipe[0], err_pipe[0]};
-    for (int s = 0; s < 2; s++) {
-        w->out[s].fd = read_ends[s];
-        ev_io_init(&w->out[s].io_w, worker_on_output, read_ends[s], EV_READ);
-        w->out[s].io_w.data = w;
-        ev_io_start(loop, &w->out[s].io_w);
-    }
-    out_pipe[0] = err_pipe[0] = -1;
+    worker_watch(w, errfd, out_pipe[0], err_pipe[0]);
+    errfd = out_pipe[0] = err_pipe[0] = -1;
     channel_open(&w->ch, loop, chan[0], worker_on_channel_msg, worker_on_channel_close, w);
     w->ch.on_drained = worker_on_channel_drained;
     w->ch.on_repeat = worker_on_channel_repeat;
     chan[0] = -1;
 
-    int sfd = procstat_open(pid);
-    w->stat_fd = sfd >= 0 ? sfd : -1;
-
-    ev_init(&w->timer_w, worker_on_timer);
-    w->timer_w.data = w;
-    ev_init(&w->watchdog_w, worker_on_watchdog);
-    w->watchdog_w.data = w;
     struct worker_facts facts = worker_facts_of(w);
     double wait = worker_state_first_wait(&facts);
     if (wait >= 0) {
@@ -1218,16 +1226,13 @@ static enum worker_state worker_state_parse(const char *s)
     return WORKER__COUNT;
 }
 
-static int worker_adopt_output(struct worker *w, int stream, int fd, const json_t *line)
+/* The partial line the previous image had read from a pipe. */
+static int worker_adopt_output(struct worker *w, int stream, const json_t *line)
 {
     struct worker_output *o = &w->out[stream];
-    o->fd = fd;
-    if (fd < 0) {
+    if (o->fd < 0) {
         return 0;
     }
-    ev_io_init(&o->io_w, worker_on_output, fd, EV_READ);
-    o->io_w.data = w;
-    ev_io_start(w->loop, &o->io_w);
     char *bytes;
     size_t n;
     int r = handover_bytes_get(line, &bytes, &n);
@@ -1284,25 +1289,10 @@ int worker_adopt(const struct worker_spec *spec, const json_t *saved, struct han
     for (size_t i = 0; i < 4; i++) {
         fds[i] = handover_take(h, json_object_get(saved, worker_saved_fields[i]));
     }
-    int r = 0;
-    ev_child_init(&w->child_w, worker_on_exit, w->pid, 0);
-    w->child_w.data = w;
-    ev_child_start(loop, &w->child_w);
-    ev_init(&w->timer_w, worker_on_timer);
-    w->timer_w.data = w;
-    ev_init(&w->watchdog_w, worker_on_watchdog);
-    w->watchdog_w.data = w;
-    if (fds[3] >= 0) {
-        w->errpipe_fd = fds[3];
-        ev_io_init(&w->errpipe_w, worker_on_errpipe, w->errpipe_fd, EV_READ);
-        w->errpipe_w.data = w;
-        ev_io_start(loop, &w->errpipe_w);
-    }
+    worker_watch(w, fds[3], fds[1], fds[2]);
+    int r = worker_adopt_output(w, 0, json_object_get(saved, "out_line"));
     if (r == 0) {
-        r = worker_adopt_output(w, 0, fds[1], json_object_get(saved, "out_line"));
-    }
-    if (r == 0) {
-        r = worker_adopt_output(w, 1, fds[2], json_object_get(saved, "err_line"));
+        r = worker_adopt_output(w, 1, json_object_get(saved, "err_line"));
     }
     if (fds[0] >= 0) {
         char *in = NULL, *out = NULL;
@@ -1321,9 +1311,6 @@ int worker_adopt(const struct worker_spec *spec, const json_t *saved, struct han
         free(in);
         free(out);
     }
-    int sfd = procstat_open(w->pid);
-    w->stat_fd = sfd >= 0 ? sfd : -1;
-
     ev_tstamp now = ev_now(loop);
     if (state == WORKER_STARTING) {
         /* The ready timer goes on from where it was: the same deadline as before the exec. */

@@ -108,7 +108,7 @@ def test_a_surge_worker_slow_to_boot_gets_its_priority_back_at_half_its_ready_ti
         new = started(dr, {old})
         assert nices(new) == niced(15)
         # Not ready: after about 3 s (half of ready_timeout) it boots on at full priority.
-        h.wait_until(lambda: nices(new) == niced(0), h.scaled(8), what="priority restored")
+        h.wait_until(lambda: nices(new) == niced(0), 8, what="priority restored")
         assert not dr.find(lambda r: r.get("pid") == new and r.get("state") == "ready")
         open(f"{tmp_path}/go-2", "w").close()
         out, _ = reload.communicate(timeout=h.scaled(20))

@@ -297,8 +297,9 @@ def test_control_clients_during_upgrades_get_an_answer_or_a_clean_error(drover):
             t.join(timeout=h.scaled(30))
     assert results
     for rc, took, err in results:
-        # Answered (0), or told the connection closed (1): never left hanging (3 = timeout).
-        assert rc in (0, 1) and took < 5, (rc, took, err)
+        # Answered (0), or told the connection closed (1): never left hanging (3: droverctl's
+        # own --timeout ran out).
+        assert rc in (0, 1), (rc, took, err)
         if rc == 1:
             assert "closed the connection" in err, err
     assert sum(1 for rc, _, _ in results if rc == 0) > len(results) // 2
