@@ -571,16 +571,13 @@ void metrics_app_retire(struct metrics_app *ma, uint64_t key)
 
 /* ---- upgrade in place (SPEC section 12): the store as channel snapshots, and back ---- */
 
-static const char *const metrics_agg_names[SNAPSHOT_AGG__COUNT] = {"sum", "max", "min", "avg",
-                                                                   "worker"};
-
 static json_t *family_json(const struct mdef *d)
 {
     json_t *f = json_pack("{s:s, s:s, s:s, s:[]}", "name", d->name, "type",
                           prom_type_to_string(d->type), "help", d->help ? d->help : "",
                           "samples");
     if (f && d->type == PROM_GAUGE) {
-        json_object_set_new(f, "agg", json_string(metrics_agg_names[d->agg]));
+        json_object_set_new(f, "agg", json_string(snapshot_agg_to_string(d->agg)));
     }
     if (f && d->type == PROM_HISTOGRAM) {
         json_t *b = json_array();

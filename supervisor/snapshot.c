@@ -20,6 +20,11 @@
 
 static const char *const agg_names[SNAPSHOT_AGG__COUNT] = {"sum", "max", "min", "avg", "worker"};
 
+const char *snapshot_agg_to_string(enum snapshot_agg agg)
+{
+    return (unsigned)agg < SNAPSHOT_AGG__COUNT ? agg_names[agg] : NULL;
+}
+
 static int keys_put(struct snapshot_keys *keys, const char *s, size_t n)
 {
     return bytebuf_append(&keys->buf, s, n, SIZE_MAX);

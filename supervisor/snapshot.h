@@ -94,3 +94,6 @@ int snapshot_parse(json_t *families, const char *slot, struct snapshot_keys *key
 void snapshot_done(struct snapshot *sn);
 
 void snapshot_keys_done(struct snapshot_keys *keys);
+
+/* "sum", "max", "min", "avg", "worker" (the family format's agg); NULL out of range. */
+const char *snapshot_agg_to_string(enum snapshot_agg agg);
