@@ -696,45 +696,14 @@ static enum MHD_Result admin_on_detailed(struct admin *a, struct MHD_Connection 
 
 /* ---- the status page (`/`) and its samples ---- */
 
-/* The sum of the merged counters named *_requests_total on the combined page (samples.h),
- * read from the same JSON rendering /metrics/json serves, so the chart and a scrape agree. */
-static double admin_requests_total(struct master *m)
-{
-    char *body = NULL;
-    size_t len = 0;
-    double sum = 0;
-    if (admin_render_metrics(m, "json", &body, &len) < 0) {
-        return 0;
-    }
-    json_t *doc = json_loadb(body, len, 0, NULL);
-    free(body);
-    size_t i, j;
-    json_t *f, *smp;
-    json_array_foreach(json_object_get(doc, "families"), i, f) {
-        const char *name = json_string_value(json_object_get(f, "name"));
-        const char *type = json_string_value(json_object_get(f, "type"));
-        size_t n = name ? strlen(name) : 0;
-        static const char suffix[] = "_requests_total";
-        if (!type || strcmp(type, "counter") != 0 || n < sizeof suffix - 1 ||
-            strcmp(name + n - (sizeof suffix - 1), suffix) != 0 ||
-            strncmp(name, "drover_", 7) == 0) {
-            continue;
-        }
-        json_array_foreach(json_object_get(f, "samples"), j, smp) {
-            json_t *v = json_object_get(smp, "value");
-            sum += json_is_number(v) ? json_number_value(v) : 0;
-        }
-    }
-    json_decref(doc);
-    return sum;
-}
-
 static void admin_take_sample(struct admin *a)
 {
     struct master *m = a->m;
-    struct sample s = {.ts = ev_time(), .requests = admin_requests_total(m)};
+    struct sample s = {.ts = ev_time()};
     for (size_t i = 0; i < m->n_apps; i++) {
         const struct app *app = m->apps[i];
+        /* The apps' counters named *_requests_total (samples.h), summed as /metrics sums them. */
+        s.requests += metrics_app_counter_sum(app->metrics, "_requests_total");
         for (int r = 0; r < WORKER_REASON_COUNT; r++) {
             s.restarts += (double)app->restarts[r];
         }

@@ -717,3 +717,33 @@ int metrics_app_restore(struct metrics_app *ma, const json_t *saved, double now)
     }
     return r;
 }
+
+double metrics_app_counter_sum(const struct metrics_app *ma, const char *suffix)
+{
+    size_t sl = strlen(suffix);
+    double sum = 0;
+    /* As the page merges a counter: every live worker's value plus the retired totals. */
+    for (const struct mdef *d = ma->def_first; d; d = d->next) {
+        size_t n = strlen(d->name);
+        if (d->type != PROM_COUNTER || n < sl || strcmp(d->name + n - sl, suffix) != 0) {
+            continue;
+        }
+        for (const struct mseries *s = d->series; s; s = s->next) {
+            sum += s->retired ? s->r_value : 0;
+        }
+    }
+    for (const struct msnap *sn = ma->snaps; sn; sn = sn->next) {
+        for (size_t i = 0; i < sn->snap.n_families; i++) {
+            const struct mdef *d = sn->defs[i];
+            size_t n = strlen(d->name);
+            if (d->type != PROM_COUNTER || n < sl || strcmp(d->name + n - sl, suffix) != 0) {
+                continue;
+            }
+            const struct snapshot_family *f = &sn->snap.families[i];
+            for (size_t j = 0; j < f->n_samples; j++) {
+                sum += f->samples[j].value;
+            }
+        }
+    }
+    return sum;
+}

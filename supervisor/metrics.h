@@ -88,6 +88,10 @@ int metrics_app_snapshot_time(const struct metrics_app *ma, uint64_t key, double
 
 void metrics_app_stats(const struct metrics_app *ma, struct metrics_stats *ret);
 
+/* The sum of every counter whose name ends in suffix, merged as the page merges it (live workers
+ * plus the retired totals), read from the store without rendering anything. */
+double metrics_app_counter_sum(const struct metrics_app *ma, const char *suffix);
+
 /* "malformed", "worker_limit", "app_limit"; NULL out of range. */
 const char *metrics_refusal_to_string(enum metrics_refusal reason);
 

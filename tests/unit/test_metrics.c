@@ -123,6 +123,9 @@ static void test_counter_sum_and_retire(void **state)
      * same slot) counts from zero, and the sum only grows. */
     metrics_app_retire(ma, 2);
     assert_true(value_of(ma, "reqs_total{app=\"web\",code=\"200\"}") == 65);
+    /* The status page's sum reads the same merge from the store: live plus retired. */
+    assert_true(metrics_app_counter_sum(ma, "reqs_total") == 65 + 6);
+    assert_true(metrics_app_counter_sum(ma, "_requests_total") == 0);
     assert_int_equal(counter(ma, 4, 1, 0, 0), 0);
     assert_true(value_of(ma, "reqs_total{app=\"web\",code=\"200\"}") == 65);
     assert_int_equal(counter(ma, 4, 1, 5, 0), 0);
